@@ -9,5 +9,8 @@
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod daemon;
+pub mod logging;
 pub mod pgerr;
 pub mod schema;
+pub mod sql;

@@ -1,18 +1,101 @@
-//! The `pgqd` binary: parses the command line and dispatches to the library. Exit codes:
-//! 0 success, 1 runtime failure, 2 usage or config error.
+//! The `pgqd` binary: parses the command line and wires the library together (STYLE R1).
+//!
+//! Grammar: `pgqd [OPTIONS] [CONFIG]` runs the daemon in the foreground with CONFIG
+//! (`pgqd.toml`, or the C pgqd's `pgqd.ini`: told apart by extension, else by content);
+//! `pgqd --config FILE` is the same (needed when the file is named like a subcommand);
+//! `pgqd SUBCOMMAND …` runs a command and exits. Every subcommand name the product will
+//! have is reserved here; those of later issues answer "not implemented yet (issue #N)"
+//! with exit code 2. The C pgqd's flags work as before: `-s`/`-k`/`-r` signal the
+//! running instance found through the pidfile, `-d` daemonizes.
+//!
+//! Exit codes: 0 clean stop, 1 runtime failure, 2 usage or config error.
+//!
+//! Order of a daemon start: load config → (`-d`: fork, before any thread exists) →
+//! logging → pidfile → runtime → signal task → `daemon::run_with` until a signal.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use nix::sys::signal::Signal;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use pgqd::cli::install::{self, InstallArgs};
+use pgqd::config::{self, Config, LogFormat};
+use pgqd::daemon::{self, notify, pidfile, signals};
+use pgqd::logging;
+
+const EXIT_OK: u8 = 0;
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "pgqd", version, about = "PgQ ticker daemon and tools")]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    name = "pgqd",
+    about = "PgQ ticker daemon and tools",
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 clean stop, 1 runtime failure, 2 usage or config error.\n\
+                  Examples:\n  pgqd /etc/pgqd.ini\n  pgqd --check-config /etc/pgqd.toml\n  \
+                  pgqd -r /etc/pgqd.ini   (reload the running daemon)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Config file (.toml, or the C pgqd's .ini) of the daemon to run or signal.
+    #[arg(value_name = "CONFIG")]
+    config_pos: Option<PathBuf>,
+    /// Config file, for names that look like a subcommand.
+    #[arg(long = "config", value_name = "FILE", conflicts_with = "config_pos")]
+    config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count)]
+    verbose: u8,
+    /// Less log output (-q warnings and errors, -qq errors only).
+    #[arg(short, long, action = ArgAction::Count)]
+    quiet: u8,
+    /// Print the version and exit.
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+    /// Log line format (overrides log_format).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+    /// Validate a config file and exit: 0 valid, 2 invalid.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Stop the running daemon gracefully (SIGINT to the pidfile's process).
+    #[arg(short = 's', group = "signal")]
+    stop: bool,
+    /// Stop the running daemon at once (SIGQUIT to the pidfile's process).
+    #[arg(short = 'k', group = "signal")]
+    kill: bool,
+    /// Reload the running daemon's config (SIGHUP to the pidfile's process).
+    #[arg(short = 'r', group = "signal")]
+    reload: bool,
+    /// Run in the background (needs pidfile and logfile in the config).
+    #[arg(short = 'd', long = "daemon", conflicts_with = "signal")]
+    daemonize: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// Arguments of a reserved subcommand: anything, so the answer is always "not yet".
+#[derive(Args, Debug)]
+struct Reserved {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        hide = true,
+        num_args = 0..
+    )]
+    args: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -21,6 +104,69 @@ enum Command {
     ///
     /// Example: pgqd install --dbname app --component pgq
     Install(InstallCmd),
+    /// Remove SQL components from a database (issue #5; not implemented yet).
+    Uninstall(Reserved),
+    /// Create a queue (issue #5; not implemented yet).
+    Create(Reserved),
+    /// Drop a queue (issue #5; not implemented yet).
+    Drop(Reserved),
+    /// Show or change a queue's settings (issue #5; not implemented yet).
+    Config(Reserved),
+    /// Register a consumer on a queue (issue #5; not implemented yet).
+    Register(Reserved),
+    /// Unregister a consumer (issue #5; not implemented yet).
+    Unregister(Reserved),
+    /// Queue and consumer overview (issue #5; not implemented yet).
+    Status(Reserved),
+    /// Force a tick and wait for it (issue #5; not implemented yet).
+    Tick(Reserved),
+    /// Pause a queue's ticker (issue #5; not implemented yet).
+    Pause(Reserved),
+    /// Resume a queue's ticker (issue #5; not implemented yet).
+    Resume(Reserved),
+    /// Insert an event (issue #5; not implemented yet).
+    Insert(Reserved),
+    /// Inspect the retry queue (issue #5; not implemented yet).
+    RetryQueue(Reserved),
+    /// Print events as they arrive (issue #5; not implemented yet).
+    Tail(Reserved),
+    /// Migrate from the pgq extension (issue #9; not implemented yet).
+    Migrate(Reserved),
+    /// Queue mover (issue #10; not implemented yet).
+    Mover(Reserved),
+    /// Queue splitter (issue #10; not implemented yet).
+    Splitter(Reserved),
+    /// Table dispatcher (issue #10; not implemented yet).
+    Dispatcher(Reserved),
+    /// Cascading queues and replication (issue #11; not implemented yet).
+    Cascade(Reserved),
+}
+
+impl Command {
+    /// For a reserved command: its name and the issue that will implement it.
+    fn reserved(&self) -> Option<(&'static str, u32)> {
+        Some(match self {
+            Command::Install(_) => return None,
+            Command::Uninstall(_) => ("uninstall", 5),
+            Command::Create(_) => ("create", 5),
+            Command::Drop(_) => ("drop", 5),
+            Command::Config(_) => ("config", 5),
+            Command::Register(_) => ("register", 5),
+            Command::Unregister(_) => ("unregister", 5),
+            Command::Status(_) => ("status", 5),
+            Command::Tick(_) => ("tick", 5),
+            Command::Pause(_) => ("pause", 5),
+            Command::Resume(_) => ("resume", 5),
+            Command::Insert(_) => ("insert", 5),
+            Command::RetryQueue(_) => ("retry-queue", 5),
+            Command::Tail(_) => ("tail", 5),
+            Command::Migrate(_) => ("migrate", 9),
+            Command::Mover(_) => ("mover", 10),
+            Command::Splitter(_) => ("splitter", 10),
+            Command::Dispatcher(_) => ("dispatcher", 10),
+            Command::Cascade(_) => ("cascade", 11),
+        })
+    }
 }
 
 /// Connection options shared by the commands that act on one database.
@@ -48,9 +194,41 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
+    if cli.version {
+        println!("pgqd {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(path) = &cli.check_config {
+        return ExitCode::from(check_config(path));
+    }
+    match cli.command {
+        Some(Command::Install(cmd)) => ExitCode::from(run_install(cmd)),
+        Some(other) => {
+            let (name, issue) = other.reserved().unwrap_or(("?", 3));
+            eprintln!("pgqd {name}: not implemented yet (issue #{issue})");
+            ExitCode::from(EXIT_USAGE)
+        }
+        None => ExitCode::from(run_daemon_cli(&cli)),
+    }
+}
+
+fn check_config(path: &Path) -> u8 {
+    match config::load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("pgqd: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn run_install(cmd: InstallCmd) -> u8 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -58,32 +236,289 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pgqd: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return EXIT_FAILURE;
         }
     };
-    match cli.command {
-        Some(Command::Install(cmd)) => {
-            let args = InstallArgs {
-                components: cmd.component,
-                connstr: cmd.conn.connstr,
-                dbname: cmd.conn.dbname,
-            };
-            match rt.block_on(install::run(&args)) {
-                Ok(lines) => {
-                    for l in lines {
-                        println!("{l}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("pgqd install: {e}");
-                    ExitCode::from(e.exit_code())
-                }
+    let args = InstallArgs {
+        components: cmd.component,
+        connstr: cmd.conn.connstr,
+        dbname: cmd.conn.dbname,
+    };
+    match rt.block_on(install::run(&args)) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("pgqd install: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Makes a path absolute against the start directory, so it survives `-d`'s `chdir /`.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The daemon and the C flags that signal it.
+fn run_daemon_cli(cli: &Cli) -> u8 {
+    let Some(path) = cli.config.as_ref().or(cli.config_pos.as_ref()) else {
+        eprintln!("pgqd: a config file is required (pgqd [OPTIONS] CONFIG); see pgqd --help");
+        return EXIT_USAGE;
+    };
+    let path = absolute(path);
+    let mut cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pgqd: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    cfg.logfile = cfg.logfile.as_deref().map(absolute);
+    cfg.pidfile = cfg.pidfile.as_deref().map(absolute);
+    let signal = if cli.stop {
+        Some(Signal::SIGINT)
+    } else if cli.kill {
+        Some(Signal::SIGQUIT)
+    } else if cli.reload {
+        Some(Signal::SIGHUP)
+    } else {
+        None
+    };
+    if let Some(sig) = signal {
+        return signal_running(&cfg, sig);
+    }
+    if let Some(f) = cli.log_format {
+        cfg.log_format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    if cli.daemonize {
+        if cfg.pidfile.is_none() || cfg.logfile.is_none() {
+            eprintln!(
+                "pgqd: -d needs both pidfile and logfile in {}",
+                path.display()
+            );
+            return EXIT_USAGE;
+        }
+        // Refuse here, while the terminal still sees the message.
+        if let Some(pf) = &cfg.pidfile
+            && let Ok(Some(pid)) = pidfile::read_pid(pf)
+            && pidfile::alive(pid)
+        {
+            eprintln!(
+                "pgqd: pidfile {} exists, another instance running? (pid {pid})",
+                pf.display()
+            );
+            return EXIT_FAILURE;
+        }
+        match daemonize() {
+            Ok(true) => {}
+            Ok(false) => return EXIT_OK, // the parent: the child carries on
+            Err(e) => {
+                eprintln!("pgqd: cannot daemonize: {e}");
+                return EXIT_FAILURE;
             }
         }
-        None => {
-            eprintln!("pgqd: the daemon is not part of this build yet; see README");
-            ExitCode::from(2)
+    }
+    run_daemon(path, cfg, cli.verbose, cli.quiet)
+}
+
+/// `-s`/`-k`/`-r`: signal the instance named in the pidfile.
+fn signal_running(cfg: &Config, sig: Signal) -> u8 {
+    let Some(pf) = &cfg.pidfile else {
+        eprintln!("pgqd: no pidfile configured");
+        return EXIT_USAGE;
+    };
+    match pidfile::send_signal(pf, sig) {
+        Ok(pid) => {
+            println!("{sig} sent to pid {pid}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("pgqd: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Classic double fork. Returns Ok(false) in the original process (which should exit 0)
+/// and Ok(true) in the daemon. Must run before any thread exists (no runtime yet).
+fn daemonize() -> nix::Result<bool> {
+    use nix::unistd::{ForkResult, fork, setsid};
+    // SAFETY: no other threads exist yet (the runtime starts after this), so the child
+    // may continue to run arbitrary code.
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => return Ok(false),
+        ForkResult::Child => {}
+    }
+    setsid()?;
+    // SAFETY: as above; still single-threaded.
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => {
+            // The intermediate process exits at once, without running destructors.
+            // SAFETY: _exit is async-signal-safe and ends only this process.
+            unsafe { nix::libc::_exit(0) }
+        }
+        ForkResult::Child => {}
+    }
+    nix::unistd::chdir("/")?;
+    let null = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&null)?;
+    Ok(true)
+}
+
+fn run_daemon(path: PathBuf, cfg: Config, verbose: u8, quiet: u8) -> u8 {
+    let log = match logging::init(&logging::LogOptions {
+        format: cfg.log_format,
+        level: logging::effective_level(cfg.log_level, verbose, quiet),
+        logfile: cfg.logfile.clone(),
+        syslog: cfg
+            .syslog
+            .then(|| (cfg.syslog_ident.clone(), cfg.syslog_facility.clone())),
+    }) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("pgqd: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %path.display(),
+        "starting pgqd"
+    );
+    tracing::info!(settings = %cfg.summary(), "effective config");
+    let pid_guard = match &cfg.pidfile {
+        Some(p) => match pidfile::Pidfile::create(p) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the pidfile");
+                eprintln!("pgqd: {e}");
+                return EXIT_FAILURE;
+            }
+        },
+        None => None,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pgqd")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return EXIT_FAILURE;
+        }
+    };
+    let code = rt.block_on(serve(path, cfg, log));
+    // Tasks still blocked (a connection stuck in the kernel) must not hold the exit.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    drop(pid_guard);
+    tracing::info!(exit_code = code, "pgqd stopped");
+    code
+}
+
+/// Runs the daemon with its signal task, readiness and watchdog, until it stops.
+async fn serve(path: PathBuf, cfg: Config, log: logging::LogHandle) -> u8 {
+    let signals = match signals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return EXIT_FAILURE;
+        }
+    };
+    let cfg = Arc::new(cfg);
+    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
+    let latest = cfg_tx.subscribe();
+    let token = CancellationToken::new();
+    let now = CancellationToken::new();
+    let sig_handle = signals.handle();
+    tokio::spawn(signals::run(
+        signals,
+        signals::Control {
+            config_path: path,
+            current: cfg,
+            cfg_tx,
+            log,
+            token: token.clone(),
+            now: now.clone(),
+        },
+    ));
+
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (beat_tx, beat_rx) = watch::channel(Instant::now());
+    tokio::spawn(async move {
+        if ready_rx.await.is_ok() {
+            tracing::info!("first discovery done, ready");
+            notify::ready("running");
+        }
+    });
+    if let Some(every) = notify::watchdog_interval() {
+        tokio::spawn(watchdog(every, beat_rx, token.clone()));
+    }
+    let hooks = daemon::Hooks {
+        ready: Some(ready_tx),
+        heartbeat: Some(beat_tx),
+        ..daemon::Hooks::default()
+    };
+
+    let run = daemon::run_with(cfg_rx, token.clone(), hooks);
+    tokio::pin!(run);
+    // Backstop: the daemon bounds its own shutdown by shutdown_timeout; if it still has
+    // not returned a little after that, give up on it.
+    let backstop = async {
+        token.cancelled().await;
+        let limit = latest.borrow().shutdown_timeout + Duration::from_secs(5);
+        tokio::time::sleep(limit).await;
+    };
+    let code = tokio::select! {
+        r = &mut run => match r {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                tracing::error!(error = %e, "daemon failed");
+                EXIT_FAILURE
+            }
+        },
+        _ = now.cancelled() => EXIT_OK,
+        _ = backstop => {
+            tracing::error!("daemon did not stop within shutdown_timeout");
+            EXIT_FAILURE
+        }
+    };
+    notify::stopping();
+    sig_handle.close();
+    code
+}
+
+/// Pings the systemd watchdog while the daemon's loop is alive (its heartbeat is fresh).
+/// An unreachable PostgreSQL does not stop the heartbeat, so it never triggers a restart.
+async fn watchdog(every: Duration, beat: watch::Receiver<Instant>, token: CancellationToken) {
+    let stale_after = (every * 2).max(daemon::HEARTBEAT_INTERVAL * 3);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = token.cancelled() => return,
+        }
+        let age = beat.borrow().elapsed();
+        if age <= stale_after {
+            notify::watchdog();
+        } else {
+            tracing::warn!(
+                since = %humantime::format_duration(age),
+                "daemon loop has not reported for a while; withholding the watchdog ping"
+            );
         }
     }
 }

@@ -17,7 +17,8 @@
 --   x_retry_time  when the event becomes due
 --
 --   Returns 1 when queued, 0 when this subscription had it queued already.
---   Errors when the batch is unknown or the event is not in it.
+--   Error 'event not found' when the event is not in the batch or no
+--   subscription has that batch open.
 -- ---------------------------------------------------------------------------
 create or replace function pgq.event_retry(
     x_batch_id bigint,
@@ -34,11 +35,14 @@ declare
     v_ev    record;
     v_rows  integer;
 begin
-    v_sql := pgq.batch_event_sql(x_batch_id);
-
+    -- an unknown batch has no events: same answer as a missing event
     select s.sub_id, s.sub_queue into v_sub
       from pgq.subscription s
      where s.sub_batch = x_batch_id;
+    if not found then
+        raise exception 'event not found';
+    end if;
+    v_sql := pgq.batch_event_sql(x_batch_id);
 
     -- filter inside the batch query instead of reading the whole batch
     execute 'select * from ('

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
+pub mod golden;
+
 /// Environment variable that keeps cluster directories after the test, for debugging.
 const KEEP_VAR: &str = "PGQD_TEST_KEEP";
 /// Directory-name prefix of every harness cluster, used by the sweep.
@@ -37,6 +39,10 @@ pub struct ClusterOptions {
     pub hba: Vec<String>,
     /// Also listen on 127.0.0.1 on a free port.
     pub tcp: bool,
+    /// Files written into the data directory before the server starts (name, contents),
+    /// owned by the server's user with mode 0600: TLS certificates and keys, which `conf`
+    /// can then name relative to the data directory (`ssl_cert_file = 'server.crt'`).
+    pub data_files: Vec<(String, Vec<u8>)>,
 }
 
 /// A running throwaway cluster. Stopped and removed on drop.
@@ -122,6 +128,19 @@ impl TestCluster {
             "log_line_prefix = '%m [%p] %d '".into(),
         ];
         conf.extend(opts.conf.iter().cloned());
+        for (name, bytes) in &opts.data_files {
+            use std::os::unix::fs::PermissionsExt;
+            let path = data.join(name);
+            fs::write(&path, bytes).expect("write data file");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod data file");
+            if let Some(user) = &c.run_as {
+                let u = nix::unistd::User::from_name(user)
+                    .ok()
+                    .flatten()
+                    .expect("server user exists");
+                nix::unistd::chown(&path, Some(u.uid), Some(u.gid)).expect("chown data file");
+            }
+        }
         append(&data.join("postgresql.conf"), &conf.join("\n"));
         if !opts.hba.is_empty() {
             let hba = data.join("pg_hba.conf");

@@ -1,0 +1,630 @@
+//! `DatabaseTask`: everything the daemon does for one database, on one connection.
+//!
+//! The task connects through the broker, probes for pgq (schema `pgq` present and
+//! `pgq.version()` at least 3), and then serves the database: its ticker, retry and
+//! maintenance lanes take turns on the one connection, the ticker first whenever it is due.
+//! A database without pgq keeps no connection; it is probed again every `check_period`,
+//! quietly (the first "no pgq" is a debug line; finding pgq is info).
+//!
+//! Failures are classified once (R9, `classify.rs`): a dropped database ends the task
+//! ([`Exit::Gone`]); pgq gone sends it back to probing; a lost connection or a restarting
+//! server means reconnecting with capped exponential backoff and jitter; anything else is
+//! logged with database, statement and SQLSTATE and retried at that lane's next period.
+//! Nothing a database does can delay another database: each runs in its own task.
+//!
+//! Timing lives in [`Schedule`] (pure, unit-tested) and [`DatabaseTask::run`]; the SQL
+//! lives in the lanes' `run_once` (R3). Spawned only by the supervisor.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::broker::{Broker, DbConn, Purpose};
+use super::classify::{Action, LaneError};
+use super::maint::Maintainer;
+use super::retry::Retrier;
+use super::stats::StatsHandle;
+use super::ticker::Ticker;
+use crate::config::Config;
+use crate::sql;
+
+/// First reconnect delay.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest reconnect delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Added to a predicted due time so pgq's own `now()` is surely past it.
+const DUE_MARGIN: Duration = Duration::from_millis(2);
+/// Cap of the jitter of the first maintenance and retry rounds.
+const START_JITTER_MAX: Duration = Duration::from_secs(5);
+
+/// How a database task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Its token was cancelled (shutdown, or the database left the list).
+    Cancelled,
+    /// The database does not exist (any more).
+    Gone,
+}
+
+/// Capped exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling
+/// from [`BACKOFF_START`] up to [`BACKOFF_MAX`].
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: BACKOFF_START,
+        }
+    }
+}
+
+impl Backoff {
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(BACKOFF_MAX);
+        d / 2 + d.mul_f64(super::random_fraction() / 2.0)
+    }
+
+    /// Back to the shortest delay (after a success).
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+}
+
+/// When each lane runs next. Times are derived from when each lane last finished and the
+/// *current* config, so a reload that shortens a period applies at once (R6: no bursts of
+/// catch-up runs either — the next run is always "last end + period").
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    start: Instant,
+    tick_end: Option<Instant>,
+    tick_hint: Option<Duration>,
+    retry_end: Option<Instant>,
+    maint_end: Option<Instant>,
+    jitter: f64,
+}
+
+/// The lanes of a database task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Due check and ticks.
+    Ticker,
+    /// Retry-queue flush.
+    Retry,
+    /// Maintenance round.
+    Maint,
+}
+
+impl Schedule {
+    /// A schedule whose ticker is due at `start` and whose retry and maintenance are due
+    /// a little later, by `jitter` (0..1) of a tenth of their period (capped), so that
+    /// many databases found at once do not run maintenance in the same instant.
+    pub fn new(start: Instant, jitter: f64) -> Schedule {
+        Schedule {
+            start,
+            tick_end: None,
+            tick_hint: None,
+            retry_end: None,
+            maint_end: None,
+            jitter,
+        }
+    }
+
+    fn first(&self, period: Duration) -> Instant {
+        self.start + (period / 10).min(START_JITTER_MAX).mul_f64(self.jitter)
+    }
+
+    /// When `lane` is next due under `cfg`.
+    pub fn next(&self, lane: Lane, cfg: &Config) -> Instant {
+        match lane {
+            Lane::Ticker => match self.tick_end {
+                None => self.start,
+                Some(t) => {
+                    t + self.tick_hint.map_or(cfg.ticker_period, |h| {
+                        (h + DUE_MARGIN).min(cfg.ticker_period)
+                    })
+                }
+            },
+            Lane::Retry => match self.retry_end {
+                None => self.first(cfg.retry_period),
+                Some(t) => t + cfg.retry_period,
+            },
+            Lane::Maint => match self.maint_end {
+                None => self.first(cfg.maint_period),
+                Some(t) => t + cfg.maint_period,
+            },
+        }
+    }
+
+    /// The lane to run at `now`, ticker first, or None with the instant to wake up.
+    pub fn due(&self, now: Instant, cfg: &Config) -> Result<Lane, Instant> {
+        let mut earliest = None::<Instant>;
+        for lane in [Lane::Ticker, Lane::Retry, Lane::Maint] {
+            let at = self.next(lane, cfg);
+            if at <= now {
+                return Ok(lane);
+            }
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+        Err(earliest.unwrap_or(now))
+    }
+
+    /// Records that `lane` finished at `end`; for the ticker, `hint` is when the next queue
+    /// is predicted due.
+    pub fn done(&mut self, lane: Lane, end: Instant, hint: Option<Duration>) {
+        match lane {
+            Lane::Ticker => {
+                self.tick_end = Some(end);
+                self.tick_hint = hint;
+            }
+            Lane::Retry => self.retry_end = Some(end),
+            Lane::Maint => self.maint_end = Some(end),
+        }
+    }
+}
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Probe {
+    NotYet,
+    NoPgq,
+    BadVersion(Option<String>),
+    Pgq(String),
+}
+
+/// Why a wait ended.
+enum Wake {
+    Elapsed,
+    Reloaded,
+    Cancelled,
+}
+
+/// One database's worker; see the module docs.
+pub struct DatabaseTask {
+    name: String,
+    broker: Broker,
+    cfg_rx: watch::Receiver<Arc<Config>>,
+    cfg_open: bool,
+    token: CancellationToken,
+    stats: StatsHandle,
+    quiet_missing: bool,
+    /// SQLSTATE of the last "retry next period" failure per lane, so a persistent failure
+    /// is a warning once and debug lines after, and its end is logged.
+    failing: std::collections::HashMap<Option<Lane>, String>,
+}
+
+impl DatabaseTask {
+    /// A task for database `name`; it stops when `token` is cancelled.
+    pub fn new(
+        name: String,
+        broker: Broker,
+        cfg_rx: watch::Receiver<Arc<Config>>,
+        token: CancellationToken,
+        stats: StatsHandle,
+    ) -> DatabaseTask {
+        DatabaseTask {
+            name,
+            broker,
+            cfg_rx,
+            cfg_open: true,
+            token,
+            stats,
+            quiet_missing: false,
+            failing: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Logs "database is gone" at debug level only: the supervisor already said so for
+    /// this database (a `database_list` entry that does not exist).
+    pub fn quiet_when_missing(mut self, quiet: bool) -> DatabaseTask {
+        self.quiet_missing = quiet;
+        self
+    }
+
+    /// Runs the task inside its `db` span until cancelled or the database is gone.
+    pub async fn run(self) -> Exit {
+        let span = info_span!("db", db = %self.name);
+        self.serve().instrument(span).await
+    }
+
+    async fn wait_until(&mut self, until: Instant) -> Wake {
+        let sleep = tokio::time::sleep_until(until.into());
+        tokio::select! {
+            _ = self.token.cancelled() => Wake::Cancelled,
+            _ = sleep => Wake::Elapsed,
+            r = self.cfg_rx.changed(), if self.cfg_open => {
+                if r.is_err() {
+                    // The sender is gone: no more reloads; keep the last config.
+                    self.cfg_open = false;
+                }
+                Wake::Reloaded
+            }
+        }
+    }
+
+    async fn serve(mut self) -> Exit {
+        let mut conn: Option<DbConn> = None;
+        let mut probe = Probe::NotYet;
+        let mut probed = false;
+        let mut backoff = Backoff::default();
+        let mut failing_since: Option<Instant> = None;
+        let mut schedule = Schedule::new(Instant::now(), super::random_fraction());
+        let mut ticker = Ticker::new();
+        let mut retrier = Retrier;
+        let mut maintainer = Maintainer::new();
+        loop {
+            if self.token.is_cancelled() {
+                return Exit::Cancelled;
+            }
+            let cfg = self.cfg_rx.borrow_and_update().clone();
+
+            // A new connection string, a closed socket or an old connection: start afresh.
+            if let Some(c) = &conn
+                && (c.stale_for(&cfg) || c.age() >= cfg.connection_lifetime)
+            {
+                debug!(age = ?c.age(), "replacing connection");
+                conn = None;
+            }
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => {
+                    let r = tokio::select! {
+                        r = self.broker.connect(&self.name, Purpose::Work) => r,
+                        _ = self.token.cancelled() => return Exit::Cancelled,
+                    };
+                    match r {
+                        Ok(c) => {
+                            if let Some(since) = failing_since.take() {
+                                info!(after = ?since.elapsed(), "connected again");
+                            }
+                            probed = false;
+                            conn.insert(c)
+                        }
+                        Err(e) if e.action() == Action::Stop => {
+                            if self.quiet_missing {
+                                debug!(error = %e, "database is still missing");
+                            } else {
+                                info!(error = %e, "database is gone");
+                            }
+                            return Exit::Gone;
+                        }
+                        Err(e) => {
+                            if failing_since.is_none() {
+                                warn!(error = %e, "cannot connect; retrying with backoff");
+                                failing_since = Some(Instant::now());
+                            } else {
+                                debug!(error = %e, "cannot connect");
+                            }
+                            let d = backoff.next_delay();
+                            if let Wake::Cancelled = self.wait_until(Instant::now() + d).await {
+                                return Exit::Cancelled;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = c.apply_timeouts(&cfg).await {
+                let e = LaneError::other("set timeouts", e);
+                match self.react(None, &e, &mut conn, &mut probed, &mut failing_since) {
+                    Some(exit) => return exit,
+                    None => {
+                        let d = backoff.next_delay();
+                        if let Wake::Cancelled = self.wait_until(Instant::now() + d).await {
+                            return Exit::Cancelled;
+                        }
+                        continue;
+                    }
+                }
+            }
+
+            // Not probed on this connection yet (new connection, or pgq looked gone).
+            if !probed {
+                let found = match probe_pgq(c).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        match self.react(None, &e, &mut conn, &mut probed, &mut failing_since) {
+                            Some(exit) => return exit,
+                            None => {
+                                let d = match e.action() {
+                                    Action::Reconnect => backoff.next_delay(),
+                                    _ => cfg.check_period,
+                                };
+                                if let Wake::Cancelled = self.wait_until(Instant::now() + d).await {
+                                    return Exit::Cancelled;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                };
+                backoff.reset();
+                self.log_probe(&probe, &found);
+                let newly_serving = !matches!(probe, Probe::Pgq(_));
+                probe = found;
+                probed = true;
+                if !matches!(probe, Probe::Pgq(_)) {
+                    // No connection is kept to a database without pgq.
+                    conn = None;
+                    if let Wake::Cancelled =
+                        self.wait_until(Instant::now() + cfg.check_period).await
+                    {
+                        return Exit::Cancelled;
+                    }
+                    continue;
+                }
+                if newly_serving {
+                    schedule = Schedule::new(Instant::now(), super::random_fraction());
+                }
+            }
+
+            // Serving: run the lane that is due, or sleep until one is.
+            let lane = match schedule.due(Instant::now(), &cfg) {
+                Ok(lane) => lane,
+                Err(wake_at) => {
+                    if let Wake::Cancelled = self.wait_until(wake_at).await {
+                        return Exit::Cancelled;
+                    }
+                    continue;
+                }
+            };
+            let result = match lane {
+                Lane::Ticker => ticker
+                    .run_once(c, &self.token)
+                    .instrument(info_span!("ticker"))
+                    .await
+                    .map(|p| {
+                        self.stats.ticks(p.ticked as u64);
+                        for _ in 0..p.failed {
+                            self.stats.error();
+                        }
+                        p.next_due
+                    }),
+                Lane::Retry => retrier
+                    .run_once(c, &self.token)
+                    .instrument(info_span!("retry"))
+                    .await
+                    .map(|p| {
+                        self.stats.retry(p.moved);
+                        if p.moved > 0 {
+                            debug!(moved = p.moved, "retry events moved");
+                        }
+                        None
+                    }),
+                Lane::Maint => maintainer
+                    .run_once(c, &self.broker, &self.name, &self.token)
+                    .instrument(info_span!("maint"))
+                    .await
+                    .map(|p| {
+                        if !p.interrupted {
+                            self.stats.maint();
+                        }
+                        for _ in 0..p.failed {
+                            self.stats.error();
+                        }
+                        debug!(
+                            ops = p.ops,
+                            calls = p.calls,
+                            rotations = p.rotations,
+                            vacuumed = p.vacuumed,
+                            failed = p.failed,
+                            "maintenance round"
+                        );
+                        None
+                    }),
+            };
+            schedule.done(
+                lane,
+                Instant::now(),
+                result.as_ref().ok().copied().flatten(),
+            );
+            match result {
+                Ok(_) => {
+                    backoff.reset();
+                    if self.failing.remove(&Some(lane)).is_some() {
+                        info!(lane = ?lane, "works again");
+                    }
+                }
+                Err(e) => {
+                    self.stats.error();
+                    if let Some(exit) =
+                        self.react(Some(lane), &e, &mut conn, &mut probed, &mut failing_since)
+                    {
+                        return exit;
+                    }
+                    if conn.is_none() {
+                        let d = backoff.next_delay();
+                        if let Wake::Cancelled = self.wait_until(Instant::now() + d).await {
+                            return Exit::Cancelled;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the classified reaction to a lane error: may end the task, drop the
+    /// connection, or send the task back to probing.
+    fn react(
+        &mut self,
+        lane: Option<Lane>,
+        e: &LaneError,
+        conn: &mut Option<DbConn>,
+        probed: &mut bool,
+        failing_since: &mut Option<Instant>,
+    ) -> Option<Exit> {
+        if let Some(c) = conn.as_mut() {
+            c.forget_prepared();
+        }
+        let sqlstate = e.error.sqlstate().unwrap_or("");
+        match e.action() {
+            Action::Stop => {
+                info!(statement = %e.statement, sqlstate, error = %e.error, "database is gone");
+                Some(Exit::Gone)
+            }
+            Action::Reprobe => {
+                // The probe that follows logs the state change.
+                debug!(statement = %e.statement, sqlstate, error = %e.error, "pgq missing; probing again");
+                *probed = false;
+                None
+            }
+            Action::Reconnect => {
+                if failing_since.is_none() {
+                    warn!(statement = %e.statement, sqlstate, error = %e.error, "connection lost; reconnecting");
+                    *failing_since = Some(Instant::now());
+                }
+                // A new connection is probed again (quietly, unless the answer changed).
+                *conn = None;
+                *probed = false;
+                None
+            }
+            Action::Retry => {
+                if self.failing.get(&lane).map(String::as_str) == Some(sqlstate) {
+                    debug!(statement = %e.statement, sqlstate, error = %e.error, "statement still failing");
+                } else {
+                    warn!(statement = %e.statement, sqlstate, error = %e.error, "statement failed; retrying next period");
+                    self.failing.insert(lane, sqlstate.to_string());
+                }
+                None
+            }
+        }
+    }
+
+    fn log_probe(&self, old: &Probe, new: &Probe) {
+        match (old, new) {
+            (Probe::Pgq(a), Probe::Pgq(b)) if a != b => {
+                info!(version = %b, previous = %a, "pgq version changed")
+            }
+            (Probe::Pgq(_), Probe::Pgq(_)) => debug!("pgq still there"),
+            (_, Probe::Pgq(v)) => info!(version = %v, "pgq found"),
+            (Probe::Pgq(_), Probe::NoPgq) => info!("pgq is gone; probing again every check_period"),
+            (_, Probe::NoPgq) => debug!("no pgq; probing again every check_period"),
+            (Probe::BadVersion(a), Probe::BadVersion(b)) if a == b => {}
+            (_, Probe::BadVersion(v)) => {
+                warn!(version = ?v, "pgq.version() is not usable (need 3 or later); ignoring this database")
+            }
+            (_, Probe::NotYet) => {}
+        }
+    }
+}
+
+/// Probes for pgq: the schema, then `pgq.version()`, which must start with a major version
+/// of at least 3 (C pgqd compares the first byte with '3'; ours parses the number, so
+/// "10.0" also counts).
+async fn probe_pgq(c: &mut DbConn) -> Result<Probe, LaneError> {
+    let rows = c
+        .query(sql::PROBE_SCHEMA, &[])
+        .await
+        .map_err(|e| LaneError::core("probe pgq schema", e))?;
+    let exists: bool = rows
+        .first()
+        .and_then(|r| r.try_get(0).ok())
+        .unwrap_or(false);
+    if !exists {
+        return Ok(Probe::NoPgq);
+    }
+    let version: Option<String> = match c.query(sql::PROBE_VERSION, &[]).await {
+        Ok(rows) => rows.first().and_then(|r| r.try_get(0).ok()).flatten(),
+        Err(e) => match e.action(true) {
+            // Schema without a version function (a partial install, or dropped between
+            // the two statements): not usable yet.
+            Action::Reprobe => return Ok(Probe::NoPgq),
+            _ => return Err(LaneError::core("select pgq.version()", e)),
+        },
+    };
+    Ok(match version {
+        Some(v) if version_usable(&v) => Probe::Pgq(v),
+        other => Probe::BadVersion(other),
+    })
+}
+
+/// Whether a `pgq.version()` answer is 3 or later.
+pub fn version_usable(v: &str) -> bool {
+    let major: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
+    major.parse::<u32>().is_ok_and(|m| m >= 3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            ticker_period: Duration::from_millis(1000),
+            retry_period: Duration::from_secs(30),
+            maint_period: Duration::from_secs(120),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert!(version_usable("3.5"));
+        assert!(version_usable("3.5.2"));
+        assert!(version_usable("10.0"));
+        assert!(!version_usable("2.1"));
+        assert!(!version_usable(""));
+        assert!(!version_usable("x"));
+    }
+
+    #[test]
+    fn ticker_runs_first_then_jittered_retry_and_maint() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, 0.5);
+        let c = cfg();
+        assert_eq!(s.due(t0, &c), Ok(Lane::Ticker));
+        s.done(Lane::Ticker, t0, None);
+        // retry jitter: half of min(30s/10, 5s) = 1.5s
+        assert_eq!(s.due(t0, &c), Err(t0 + Duration::from_millis(1000)));
+        let t1 = t0 + Duration::from_millis(1500);
+        assert_eq!(s.due(t1, &c), Ok(Lane::Ticker));
+        s.done(Lane::Ticker, t1, None);
+        assert_eq!(s.due(t1, &c), Ok(Lane::Retry));
+        s.done(Lane::Retry, t1, None);
+        assert_eq!(s.next(Lane::Retry, &c), t1 + Duration::from_secs(30));
+        assert_eq!(s.next(Lane::Maint, &c), t0 + Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn predicted_due_time_shortens_the_ticker_sleep_but_never_lengthens_it() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, 0.0);
+        let c = cfg();
+        s.done(Lane::Ticker, t0, Some(Duration::from_millis(100)));
+        assert_eq!(s.next(Lane::Ticker, &c), t0 + Duration::from_millis(102));
+        s.done(Lane::Ticker, t0, Some(Duration::from_secs(50)));
+        assert_eq!(s.next(Lane::Ticker, &c), t0 + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn reload_applies_new_period_to_the_next_run() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, 0.0);
+        s.done(Lane::Ticker, t0, None);
+        let mut c = cfg();
+        assert_eq!(s.next(Lane::Ticker, &c), t0 + Duration::from_secs(1));
+        c.ticker_period = Duration::from_millis(50);
+        assert_eq!(s.next(Lane::Ticker, &c), t0 + Duration::from_millis(50));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let mut b = Backoff::default();
+        let d1 = b.next_delay();
+        assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
+        for _ in 0..20 {
+            b.next_delay();
+        }
+        let d = b.next_delay();
+        assert!(d >= BACKOFF_MAX / 2 && d <= BACKOFF_MAX, "{d:?}");
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_START);
+    }
+}

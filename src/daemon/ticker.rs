@@ -1,0 +1,358 @@
+//! The ticker lane: one due-check SELECT per database ([`sql::DUE_CHECK`]), then
+//! `pgq.ticker(queue)` for each due queue, each in its own transaction, so one broken queue
+//! never stops the others (pgq's `ticker()` ticks all queues in one transaction).
+//!
+//! The decision itself stays pgq's (R12): the daemon only predicts, from the same figures
+//! `pgq.ticker(queue)` reads (reference §3.1), which queues are due now and when the next
+//! one becomes due, so it can call pgq exactly then instead of polling every queue. The
+//! prediction errs towards calling: a queue whose figures cannot be read is treated as due,
+//! and `pgq.ticker(queue)` returning NULL is harmless. [`due_in`] is pure and unit-tested.
+//!
+//! Driven by `database.rs` (R3: it owns the timing; [`Ticker::run_once`] does the SQL).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio_postgres::Row;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::broker::{DbConn, StmtError};
+use super::classify::{Action, LaneError};
+use crate::sql;
+
+/// One row of the due check: a queue's settings and its latest ticks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueState {
+    /// Queue name.
+    pub name: String,
+    /// Paused or externally ticked: the daemon never ticks it.
+    pub skip: bool,
+    /// `queue_ticker_max_count`.
+    pub max_count: i64,
+    /// `queue_ticker_max_lag`, seconds.
+    pub max_lag: f64,
+    /// `queue_ticker_idle_period`, seconds.
+    pub idle_period: f64,
+    /// Whether the queue has any tick.
+    pub has_tick: bool,
+    /// Age of the latest tick, seconds.
+    pub lag: Option<f64>,
+    /// `tick_event_seq` of the latest tick.
+    pub tick_event_seq: Option<i64>,
+    /// Time between the latest two ticks, seconds (None with fewer than two ticks).
+    pub prev_gap: Option<f64>,
+    /// Event ids handed out so far; None when the sequence cannot be read.
+    pub event_seq: Option<i64>,
+}
+
+impl QueueState {
+    fn from_row(r: &Row) -> Result<QueueState, tokio_postgres::Error> {
+        Ok(QueueState {
+            name: r.try_get(0)?,
+            skip: r.try_get(1)?,
+            max_count: r.try_get(2)?,
+            max_lag: r.try_get(3)?,
+            idle_period: r.try_get(4)?,
+            has_tick: r.try_get(5)?,
+            lag: r.try_get(6)?,
+            tick_event_seq: r.try_get(7)?,
+            prev_gap: r.try_get(8)?,
+            event_seq: r.try_get(9)?,
+        })
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    if s.is_finite() && s > 0.0 {
+        Duration::from_secs_f64(s.min(1e9))
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// How long until `pgq.ticker(queue)` would make a tick, if nothing else changed:
+/// `None` for queues the daemon must not tick (paused, external ticker), zero for "due now".
+///
+/// Busy (new events): due at `max_count` events or `max_lag` lag. Idle: due once the lag
+/// reaches `max(max_lag/2, min(2 × previous gap, idle_period))` — the doubling back-off;
+/// with a single tick or no tick at all, due now. Unknown figures mean due now.
+pub fn due_in(q: &QueueState) -> Option<Duration> {
+    if q.skip {
+        return None;
+    }
+    let (Some(lag), true) = (q.lag, q.has_tick) else {
+        return Some(Duration::ZERO);
+    };
+    let (Some(seq), Some(tick_seq)) = (q.event_seq, q.tick_event_seq) else {
+        return Some(Duration::ZERO);
+    };
+    let new_events = seq - tick_seq;
+    let threshold = if new_events > 0 {
+        if new_events >= q.max_count {
+            return Some(Duration::ZERO);
+        }
+        q.max_lag
+    } else {
+        let Some(gap) = q.prev_gap else {
+            return Some(Duration::ZERO);
+        };
+        (q.max_lag / 2.0).max((2.0 * gap).min(q.idle_period))
+    };
+    Some(secs(threshold - lag))
+}
+
+/// When a queue just ticked will be due again if no events arrive (the idle rule with the
+/// gap that just ended).
+fn idle_due_after_tick(q: &QueueState) -> Option<Duration> {
+    let gap = q.lag?;
+    Some(secs((q.max_lag / 2.0).max((2.0 * gap).min(q.idle_period))))
+}
+
+/// What one ticker pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickPass {
+    /// Queues in the due check.
+    pub queues: usize,
+    /// Queues predicted due and handed to `pgq.ticker`.
+    pub due: usize,
+    /// Ticks made.
+    pub ticked: usize,
+    /// `pgq.ticker(queue)` calls that failed.
+    pub failed: usize,
+    /// When the next queue is predicted due (None: nothing predicted; poll at
+    /// ticker_period).
+    pub next_due: Option<Duration>,
+}
+
+/// The ticker lane of one database. Remembers which queues are failing, so a broken queue
+/// is logged once at warning level and then quietly, until it recovers.
+#[derive(Debug, Default)]
+pub struct Ticker {
+    failing: HashMap<String, String>,
+}
+
+impl Ticker {
+    /// A ticker with no history.
+    pub fn new() -> Ticker {
+        Ticker::default()
+    }
+
+    /// One pass: the due check, then a tick per due queue. Stops between queues when
+    /// `token` is cancelled (the statement in flight finishes). Errors that concern the
+    /// whole database (connection, pgq gone) end the pass; a queue's own error is logged
+    /// and counted.
+    pub async fn run_once(
+        &mut self,
+        conn: &mut DbConn,
+        token: &CancellationToken,
+    ) -> Result<TickPass, LaneError> {
+        let rows = conn
+            .query(sql::DUE_CHECK, &[])
+            .await
+            .map_err(|e| LaneError::core("due check", e))?;
+        let mut pass = TickPass {
+            queues: rows.len(),
+            ..TickPass::default()
+        };
+        let mut next: Option<Duration> = None;
+        let mut earliest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
+        for row in &rows {
+            let q = QueueState::from_row(row)
+                .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
+            match due_in(&q) {
+                None => continue,
+                Some(d) if !d.is_zero() => {
+                    earliest(d);
+                    continue;
+                }
+                Some(_) => {}
+            }
+            if token.is_cancelled() {
+                break;
+            }
+            pass.due += 1;
+            match conn.query(sql::TICK, &[&q.name]).await {
+                Ok(rows) => {
+                    self.recovered(&q.name);
+                    let tick: Option<i64> = rows.first().and_then(|r| r.try_get(0).ok());
+                    if let Some(id) = tick {
+                        pass.ticked += 1;
+                        debug!(queue = %q.name, tick = id, "tick");
+                        if let Some(d) = idle_due_after_tick(&q) {
+                            earliest(d);
+                        }
+                    }
+                }
+                Err(e) => match e.action(false) {
+                    Action::Stop | Action::Reconnect => {
+                        return Err(LaneError::other("pgq.ticker(queue)", e));
+                    }
+                    Action::Reprobe | Action::Retry => {
+                        pass.failed += 1;
+                        self.failed(&q.name, &e);
+                    }
+                },
+            }
+        }
+        pass.next_due = next;
+        Ok(pass)
+    }
+
+    /// Logs a queue's failure at warning level when it is new or its SQLSTATE changed
+    /// (messages carry txids that change every time), at debug level otherwise.
+    fn failed(&mut self, queue: &str, e: &StmtError) {
+        let state = e.sqlstate().unwrap_or("").to_string();
+        if self.failing.get(queue) == Some(&state) {
+            debug!(queue, sqlstate = %state, error = %e, "tick still failing");
+        } else {
+            warn!(queue, statement = sql::TICK, sqlstate = %state, error = %e, "tick failed");
+            self.failing.insert(queue.to_string(), state);
+        }
+    }
+
+    fn recovered(&mut self, queue: &str) {
+        if self.failing.remove(queue).is_some() {
+            info!(queue, "queue ticks again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q() -> QueueState {
+        QueueState {
+            name: "q".into(),
+            skip: false,
+            max_count: 500,
+            max_lag: 3.0,
+            idle_period: 60.0,
+            has_tick: true,
+            lag: Some(0.5),
+            tick_event_seq: Some(10),
+            prev_gap: Some(1.0),
+            event_seq: Some(10),
+        }
+    }
+
+    fn ms(d: Option<Duration>) -> Option<u128> {
+        d.map(|d| d.as_millis())
+    }
+
+    #[test]
+    fn paused_and_external_queues_are_never_due() {
+        assert_eq!(due_in(&QueueState { skip: true, ..q() }), None);
+    }
+
+    #[test]
+    fn no_tick_or_unknown_figures_mean_due_now() {
+        let none = QueueState {
+            has_tick: false,
+            lag: None,
+            tick_event_seq: None,
+            prev_gap: None,
+            ..q()
+        };
+        assert_eq!(ms(due_in(&none)), Some(0));
+        assert_eq!(
+            ms(due_in(&QueueState {
+                event_seq: None,
+                ..q()
+            })),
+            Some(0)
+        );
+        assert_eq!(
+            ms(due_in(&QueueState {
+                tick_event_seq: None,
+                ..q()
+            })),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn busy_queue_waits_for_max_lag_or_max_count() {
+        let busy = QueueState {
+            event_seq: Some(15),
+            ..q()
+        };
+        assert_eq!(ms(due_in(&busy)), Some(2500));
+        assert_eq!(
+            ms(due_in(&QueueState {
+                lag: Some(3.0),
+                ..busy.clone()
+            })),
+            Some(0)
+        );
+        assert_eq!(
+            ms(due_in(&QueueState {
+                event_seq: Some(510),
+                ..busy
+            })),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn idle_queue_backs_off_by_doubling_up_to_idle_period() {
+        // gap 1 s: due at lag 2 s (2 × gap beats max_lag/2 = 1.5 s)
+        assert_eq!(ms(due_in(&q())), Some(1500));
+        // tiny gap: max_lag / 2 is the floor
+        assert_eq!(
+            ms(due_in(&QueueState {
+                prev_gap: Some(0.1),
+                ..q()
+            })),
+            Some(1000)
+        );
+        // big gap: idle_period is the cap
+        assert_eq!(
+            ms(due_in(&QueueState {
+                prev_gap: Some(100.0),
+                ..q()
+            })),
+            Some(59500)
+        );
+        // one tick only: due now
+        assert_eq!(
+            ms(due_in(&QueueState {
+                prev_gap: None,
+                ..q()
+            })),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn first_event_counts_when_the_schema_counts_it() {
+        // Our schema: a fresh queue's tick stores 0; the first event makes the sequence 1.
+        let ours = QueueState {
+            tick_event_seq: Some(0),
+            event_seq: Some(1),
+            prev_gap: Some(30.0),
+            ..q()
+        };
+        assert_eq!(ms(due_in(&ours)), Some(2500), "busy: due at max_lag");
+        // The real extension stores last_value (1) for a fresh queue: the first event looks
+        // idle, as it does to pgq.ticker itself.
+        let ext = QueueState {
+            tick_event_seq: Some(1),
+            event_seq: Some(1),
+            prev_gap: Some(30.0),
+            ..q()
+        };
+        assert_eq!(ms(due_in(&ext)), Some(59500));
+    }
+
+    #[test]
+    fn negative_new_events_count_as_idle() {
+        let q = QueueState {
+            tick_event_seq: Some(1),
+            event_seq: Some(0),
+            ..q()
+        };
+        assert_eq!(ms(due_in(&q)), Some(1500));
+    }
+}

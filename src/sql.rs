@@ -1,0 +1,265 @@
+//! The daemon's SQL: every statement it sends, as a named constant (R11), plus the one
+//! reviewed place where SQL text is built from data — the function and table names that
+//! `pgq.maint_operations()` returns.
+//!
+//! Queue names are always bound as `$1`. Every statement here works on our plain-SQL schema
+//! (`sql/pgq/`) and on the real pgq 3.5 extension alike. Callers: `daemon::discovery`,
+//! `daemon::database` (probe), `daemon::ticker`, `daemon::maint`, `daemon::retry`,
+//! `daemon::broker` (session settings).
+
+/// Databases the daemon may serve: those that accept connections and are not templates.
+/// The second column says whether the database we asked through is itself a template
+/// (then the daemon must not keep its connection: `CREATE DATABASE` copies template1 and
+/// fails while anyone is connected to it).
+pub const LIST_DATABASES: &str = "\
+select d.datname::text,
+       coalesce((select c.datistemplate from pg_catalog.pg_database c
+                  where c.datname = pg_catalog.current_database()), false)
+  from pg_catalog.pg_database d
+ where d.datallowconn and not d.datistemplate
+ order by d.datname";
+
+/// Whether schema `pgq` exists (first half of the probe; `pgq.version()` cannot even be
+/// parsed without it).
+pub const PROBE_SCHEMA: &str =
+    "select exists (select 1 from pg_catalog.pg_namespace where nspname = 'pgq')";
+
+/// Second half of the probe: the installed pgq version (NULL means unusable, as in C pgqd).
+pub const PROBE_VERSION: &str = "select pgq.version()::text";
+
+/// Session settings applied on every daemon connection: `$1` statement_timeout, `$2`
+/// lock_timeout, both in milliseconds as text (`'0'` disables).
+pub const SET_TIMEOUTS: &str = "select pg_catalog.set_config('statement_timeout', $1, false), \
+     pg_catalog.set_config('lock_timeout', $2, false)";
+
+/// The due check: one row per queue with what the tick decision of reference §3.1 needs,
+/// read with plain SQL so it costs one statement per database per period.
+///
+/// Columns: queue_name, skip (paused or external ticker), max_count, max_lag and
+/// idle_period in seconds, has_tick, lag of the latest tick in seconds, its
+/// tick_event_seq, the gap between the latest two ticks in seconds (NULL with one tick),
+/// and the number of event ids handed out so far (`event_seq`).
+///
+/// `event_seq` is read with `pg_sequence_last_value`, which is NULL until the sequence is
+/// first used; that NULL becomes 0. Against our schema (which stores ids actually used
+/// in `tick_event_seq`, docs/sql-design.md difference 1) this counts a fresh queue's first
+/// event; against the real extension (which stores `last_value`, 1 on a fresh queue) the
+/// difference only ever comes out 0 or negative where pgq sees 0, so both agree with
+/// their own `pgq.ticker()`. A sequence that is missing, is not a sequence, or that we
+/// may not read yields NULL: the daemon then treats the queue as due and lets
+/// `pgq.ticker(queue)` decide (and report the error) — never a missed tick, and never an
+/// error that would hide the other queues.
+pub const DUE_CHECK: &str = "\
+select q.queue_name::text,
+       (q.queue_ticker_paused or q.queue_external_ticker) as skip,
+       q.queue_ticker_max_count::int8,
+       extract(epoch from q.queue_ticker_max_lag)::float8,
+       extract(epoch from q.queue_ticker_idle_period)::float8,
+       t.tick_id is not null as has_tick,
+       extract(epoch from pg_catalog.now() - t.tick_time)::float8 as lag,
+       t.tick_event_seq::int8,
+       extract(epoch from t.tick_time - p.tick_time)::float8 as prev_gap,
+       case when pg_catalog.has_sequence_privilege(s.seq, 'SELECT,USAGE')
+            then coalesce(pg_catalog.pg_sequence_last_value(s.seq), 0) end::int8 as event_seq
+  from pgq.queue q
+  left join lateral (
+        select tk.tick_id, tk.tick_time, tk.tick_event_seq from pgq.tick tk
+         where tk.tick_queue = q.queue_id
+         order by tk.tick_queue desc, tk.tick_id desc limit 1) t on true
+  left join lateral (
+        select tk.tick_time from pgq.tick tk
+         where tk.tick_queue = q.queue_id and tk.tick_id < t.tick_id
+         order by tk.tick_queue desc, tk.tick_id desc limit 1) p on true
+  left join lateral (
+        select c.oid::pg_catalog.regclass as seq from pg_catalog.pg_class c
+         where c.oid = pg_catalog.to_regclass(q.queue_event_seq) and c.relkind = 'S') s on true
+ order by q.queue_name";
+
+/// Tick one queue; pgq decides whether a tick is due and returns its id or NULL.
+/// Sent as its own statement, so each queue ticks in its own transaction.
+pub const TICK: &str = "select pgq.ticker($1)";
+
+/// What maintenance to run now, in order (reference §4.5).
+pub const MAINT_OPERATIONS: &str =
+    "select func_name::text, func_arg::text from pgq.maint_operations()";
+
+/// Move due retry events back into their queue; returns how many moved (at most 10).
+pub const RETRY: &str = "select pgq.maint_retry_events()::int8";
+
+/// A name from `pgq.maint_operations()` that cannot be a safe `schema.name` identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unusable name {0:?} from pgq.maint_operations()")]
+pub struct BadName(pub String);
+
+/// Longest identifier PostgreSQL keeps (NAMEDATALEN - 1).
+const MAX_IDENT: usize = 63;
+
+/// Quotes one identifier part, always in double quotes (so reserved words and upper case
+/// stay exact, as C pgqd's "quote unless plain lower-case" rule also ends up doing).
+fn quote_part(part: &str, whole: &str) -> Result<String, BadName> {
+    if part.is_empty() || part.len() > MAX_IDENT || part.chars().any(|c| c.is_control()) {
+        return Err(BadName(whole.to_string()));
+    }
+    Ok(format!("\"{}\"", part.replace('"', "\"\"")))
+}
+
+/// Quotes `schema.name` as C pgqd does: split at the first dot, no dot means schema
+/// `public`, each part quoted. Rejects empty parts, over-long parts and control characters.
+pub fn quote_qualified(name: &str) -> Result<String, BadName> {
+    let (schema, obj) = name.split_once('.').unwrap_or(("public", name));
+    Ok(format!(
+        "{}.{}",
+        quote_part(schema, name)?,
+        quote_part(obj, name)?
+    ))
+}
+
+/// What to do for one row of `pgq.maint_operations()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaintCall {
+    /// Run this statement outside any transaction, on a VACUUM lease.
+    Vacuum(String),
+    /// Run this `select` (with `$1` = the argument when `with_arg`), repeating while its
+    /// first column reads as non-zero.
+    Function {
+        /// The statement text.
+        sql: String,
+        /// Whether `$1` must be bound to the operation's argument.
+        with_arg: bool,
+    },
+}
+
+/// Builds the statement for one maintenance operation — the only place where SQL text is
+/// made from data (R11). `vacuum`/`vacuum analyze` (any case) take a table name; anything
+/// else is a function called with the argument as `$1` (or no argument when it is NULL),
+/// its result cast to text so the daemon can read any return type like C's `atoi`.
+pub fn maint_call(func_name: &str, func_arg: Option<&str>) -> Result<MaintCall, BadName> {
+    let verb = func_name.trim().to_ascii_lowercase();
+    if verb == "vacuum" || verb == "vacuum analyze" {
+        let table = func_arg.ok_or_else(|| BadName(func_name.to_string()))?;
+        let prefix = if verb == "vacuum" {
+            "vacuum "
+        } else {
+            "vacuum analyze "
+        };
+        return Ok(MaintCall::Vacuum(format!(
+            "{prefix}{}",
+            quote_qualified(table)?
+        )));
+    }
+    let f = quote_qualified(func_name)?;
+    Ok(match func_arg {
+        Some(_) => MaintCall::Function {
+            sql: format!("select ({f}($1))::text"),
+            with_arg: true,
+        },
+        None => MaintCall::Function {
+            sql: format!("select ({f}())::text"),
+            with_arg: false,
+        },
+    })
+}
+
+/// Reads a result the way C's `atoi` does: optional blanks and sign, then digits; anything
+/// else (NULL, empty, a composite such as `(100,"note")`) is 0.
+pub fn atoi(s: Option<&str>) -> i64 {
+    let Some(s) = s else { return 0 };
+    let s = s.trim_start();
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut v: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        v = v.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    if neg { -v } else { v }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualified_names_are_quoted_and_default_to_public() {
+        assert_eq!(
+            quote_qualified("pgq.maint_rotate_tables_step1").unwrap(),
+            "\"pgq\".\"maint_rotate_tables_step1\""
+        );
+        assert_eq!(quote_qualified("baz").unwrap(), "\"public\".\"baz\"");
+        assert_eq!(
+            quote_qualified("Foo.bar baz").unwrap(),
+            "\"Foo\".\"bar baz\""
+        );
+        // Only the first dot splits; the rest is part of the name.
+        assert_eq!(quote_qualified("a.b.c").unwrap(), "\"a\".\"b.c\"");
+        assert_eq!(
+            quote_qualified("x.a\"b").unwrap(),
+            "\"x\".\"a\"\"b\"",
+            "embedded quotes are doubled"
+        );
+    }
+
+    #[test]
+    fn unsafe_names_are_rejected() {
+        for bad in ["", ".", "pgq.", ".f", "a.b\nc", &"x".repeat(64)] {
+            assert!(quote_qualified(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn injection_stays_inside_the_identifier() {
+        let MaintCall::Function { sql, .. } =
+            maint_call("public.f\"(); drop table x; --", None).unwrap()
+        else {
+            panic!("not a function call")
+        };
+        assert_eq!(
+            sql,
+            "select (\"public\".\"f\"\"(); drop table x; --\"())::text"
+        );
+    }
+
+    #[test]
+    fn vacuum_ops_become_vacuum_statements() {
+        assert_eq!(
+            maint_call("vacuum", Some("pgq.tick")).unwrap(),
+            MaintCall::Vacuum("vacuum \"pgq\".\"tick\"".into())
+        );
+        assert_eq!(
+            maint_call("VACUUM ANALYZE", Some("t")).unwrap(),
+            MaintCall::Vacuum("vacuum analyze \"public\".\"t\"".into())
+        );
+        assert!(maint_call("vacuum", None).is_err());
+    }
+
+    #[test]
+    fn function_ops_bind_their_argument() {
+        assert_eq!(
+            maint_call("pgq.maint_rotate_tables_step1", Some("q")).unwrap(),
+            MaintCall::Function {
+                sql: "select (\"pgq\".\"maint_rotate_tables_step1\"($1))::text".into(),
+                with_arg: true
+            }
+        );
+        assert_eq!(
+            maint_call("pgq.maint_rotate_tables_step2", None).unwrap(),
+            MaintCall::Function {
+                sql: "select (\"pgq\".\"maint_rotate_tables_step2\"())::text".into(),
+                with_arg: false
+            }
+        );
+    }
+
+    #[test]
+    fn atoi_reads_like_c() {
+        assert_eq!(atoi(Some("1")), 1);
+        assert_eq!(atoi(Some("  42abc")), 42);
+        assert_eq!(atoi(Some("-3")), -3);
+        assert_eq!(atoi(Some("(100,\"Sequences updated\")")), 0);
+        assert_eq!(atoi(Some("")), 0);
+        assert_eq!(atoi(None), 0);
+        assert_eq!(atoi(Some("t")), 0);
+    }
+}

@@ -1,0 +1,263 @@
+//! Daemon ticking against real clusters: the tick rules of reference §3.1 (max_lag,
+//! idle back-off, max_count, paused), a broken queue that does not stop the others, our
+//! schema's first-event fix, and a reload that changes ticker_period.
+
+mod common;
+mod daemon_support;
+
+use std::time::{Duration, Instant};
+
+use common::TestCluster;
+use daemon_support::{
+    Daemon, last_tick, require_real_pgq, settle_idle, test_config, wait_tick_after,
+};
+
+/// Gaps in seconds between the consecutive ticks of `queue`.
+fn tick_gaps(c: &TestCluster, db: &str, queue: &str) -> Vec<f64> {
+    let out = c.psql(
+        db,
+        &format!(
+            "select extract(epoch from tick_time - lag(tick_time) over (order by tick_id)) \
+               from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
+              where q.queue_name = '{queue}' order by tick_id"
+        ),
+    );
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().expect("gap"))
+        .collect()
+}
+
+/// Asserts that `queue` gets no tick for `d` (a bounded check for a negative).
+async fn assert_no_tick_for(c: &TestCluster, db: &str, queue: &str, d: Duration) {
+    let before = last_tick(c, db, queue);
+    tokio::time::sleep(d).await;
+    assert_eq!(
+        last_tick(c, db, queue),
+        before,
+        "unexpected tick on {queue}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_queue_backs_off_by_doubling_up_to_idle_period() {
+    let c = TestCluster::start();
+    require_real_pgq(&c);
+    c.create_ext_db("db");
+    c.psql(
+        "db",
+        "select pgq.create_queue('q'); \
+         select pgq.set_queue_config('q', 'ticker_max_lag', '0.2'); \
+         select pgq.set_queue_config('q', 'ticker_idle_period', '0.8')",
+    );
+    let d = Daemon::start(test_config(&c)).await;
+    common::wait_for("eight ticks", Duration::from_secs(20), || {
+        let n = last_tick(&c, "db", "q");
+        async move { (n >= 8).then_some(()) }
+    })
+    .await;
+    d.stop().await.expect("clean stop");
+    let gaps = tick_gaps(&c, "db", "q");
+    // gaps[0] is the one before the daemon's first tick; after it, each gap is at least
+    // max_lag/2, about twice the one before, and capped by idle_period.
+    for w in gaps[2..].windows(2) {
+        let (prev, cur) = (w[0], w[1]);
+        let expect = (0.1f64).max((2.0 * prev).min(0.8));
+        assert!(
+            cur >= expect - 0.01 && cur <= expect + 0.3,
+            "gap {cur:.3} after {prev:.3}, expected ~{expect:.3}; all: {gaps:?}"
+        );
+    }
+    let last = *gaps.last().unwrap();
+    assert!(
+        (0.79..1.2).contains(&last),
+        "capped at idle_period: {gaps:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_queue_ticks_at_max_lag_and_at_max_count() {
+    let c = TestCluster::start();
+    require_real_pgq(&c);
+    c.create_ext_db("db");
+    c.psql(
+        "db",
+        "select pgq.create_queue('q'); \
+         select pgq.set_queue_config('q', 'ticker_max_lag', '0.6'); \
+         select pgq.set_queue_config('q', 'ticker_max_count', '5'); \
+         select pgq.set_queue_config('q', 'ticker_idle_period', '1 hour')",
+    );
+    c.psql("db", "select pgq.insert_event('q', 'warm', 'up')");
+    settle_idle(&c, "db", "q");
+    let d = Daemon::start(test_config(&c)).await;
+    // Idle after settle_idle: no tick for a while.
+    assert_no_tick_for(&c, "db", "q", Duration::from_millis(700)).await;
+
+    // pgq measures max_lag from the latest tick: an event into a long-idle queue ticks at
+    // once; a second event right after that tick waits until the tick is max_lag old.
+    let t0 = last_tick(&c, "db", "q");
+    c.psql("db", "select pgq.insert_event('q', 'a', '1')");
+    let t1 = wait_tick_after(&c, "db", "q", t0, Duration::from_secs(5)).await;
+    c.psql("db", "select pgq.insert_event('q', 'a', '2')");
+    wait_tick_after(&c, "db", "q", t1, Duration::from_secs(5)).await;
+    let gap = *tick_gaps(&c, "db", "q").last().unwrap();
+    assert!(
+        (0.6..0.9).contains(&gap),
+        "max_lag tick {gap:.3} s after the previous one"
+    );
+
+    // max_count events at once: a tick well before max_lag.
+    let t2 = last_tick(&c, "db", "q");
+    c.psql(
+        "db",
+        "select pgq.insert_event('q', 'b', i::text) from generate_series(1, 5) i",
+    );
+    wait_tick_after(&c, "db", "q", t2, Duration::from_secs(5)).await;
+    let gap = *tick_gaps(&c, "db", "q").last().unwrap();
+    assert!(
+        gap < 0.45,
+        "max_count tick {gap:.3} s after the previous one"
+    );
+    d.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_and_external_queues_are_not_ticked() {
+    let c = TestCluster::start();
+    require_real_pgq(&c);
+    c.create_ext_db("db");
+    c.psql(
+        "db",
+        "select pgq.create_queue('p'); select pgq.create_queue('x'); \
+         select pgq.create_queue('ok'); \
+         select pgq.set_queue_config(q, 'ticker_max_count', '1') from unnest(array['p','x','ok']) q; \
+         select pgq.set_queue_config('p', 'ticker_paused', 'true'); \
+         select pgq.set_queue_config('x', 'external_ticker', 'true')",
+    );
+    let d = Daemon::start(test_config(&c)).await;
+    let ok0 = last_tick(&c, "db", "ok");
+    c.psql(
+        "db",
+        "select pgq.insert_event(q, 'e', 'd') from unnest(array['p','x','ok']) q",
+    );
+    wait_tick_after(&c, "db", "ok", ok0, Duration::from_secs(5)).await;
+    let p0 = last_tick(&c, "db", "p");
+    let x0 = last_tick(&c, "db", "x");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(last_tick(&c, "db", "p"), p0, "paused queue ticked");
+    assert_eq!(last_tick(&c, "db", "x"), x0, "external-ticker queue ticked");
+    // Unpaused, it ticks again.
+    c.psql(
+        "db",
+        "select pgq.set_queue_config('p', 'ticker_paused', 'false')",
+    );
+    wait_tick_after(&c, "db", "p", p0, Duration::from_secs(5)).await;
+    d.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_queue_does_not_stop_the_others() {
+    let c = TestCluster::start();
+    require_real_pgq(&c);
+    c.create_ext_db("db");
+    c.psql(
+        "db",
+        "select pgq.create_queue(q) from unnest(array['a_bad_state','b_good','c_no_seq']) q; \
+         select pgq.set_queue_config(q, 'ticker_max_count', '1') \
+           from unnest(array['a_bad_state','b_good','c_no_seq']) q",
+    );
+    // "Invalid PgQ state": a tick whose snapshot lies in the future (as after a restore
+    // into another cluster). pgq.ticker() would fail for every queue at once.
+    c.psql(
+        "db",
+        "insert into pgq.tick (tick_queue, tick_id, tick_snapshot, tick_event_seq) \
+         select queue_id, 1000, '999999999:999999999:', 0 from pgq.queue \
+          where queue_name = 'a_bad_state'",
+    );
+    // A queue whose event sequence is gone.
+    c.psql(
+        "db",
+        "update pgq.queue set queue_event_seq = 'pgq.no_such_seq' where queue_name = 'c_no_seq'",
+    );
+    let err = c.psql_output("db", &["-c", "select pgq.ticker()"]);
+    assert!(!err.status.success(), "pgq.ticker() fails as a whole");
+
+    let d = Daemon::start(test_config(&c)).await;
+    for _ in 0..3 {
+        let t = last_tick(&c, "db", "b_good");
+        // Events in both: both are due; the broken one fails each time. (c_no_seq, with
+        // its sequence unreadable, counts as due on every pass.)
+        c.psql(
+            "db",
+            "select pgq.insert_event(q, 'e', 'd') from unnest(array['a_bad_state','b_good']) q",
+        );
+        wait_tick_after(&c, "db", "b_good", t, Duration::from_secs(5)).await;
+    }
+    assert_eq!(last_tick(&c, "db", "a_bad_state"), 1000);
+    assert!(
+        d.counters.totals().errors >= 2,
+        "both broken queues were tried and failed"
+    );
+    d.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_new_ticker_period() {
+    let c = TestCluster::start();
+    require_real_pgq(&c);
+    c.create_ext_db("db");
+    c.psql(
+        "db",
+        "select pgq.create_queue('q'); \
+         select pgq.set_queue_config('q', 'ticker_max_count', '1'); \
+         select pgq.set_queue_config('q', 'ticker_max_lag', '1 hour'); \
+         select pgq.set_queue_config('q', 'ticker_idle_period', '1 hour')",
+    );
+    // The real extension does not count a fresh queue's first event; spend it.
+    c.psql("db", "select pgq.insert_event('q', 'warm', 'up')");
+    settle_idle(&c, "db", "q");
+    let mut cfg = test_config(&c);
+    cfg.ticker_period = Duration::from_secs(30);
+    let d = Daemon::start(cfg).await;
+    d.wait_serving("db", true).await;
+    // Let the first due check pass; from then on the daemon polls every 30 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = last_tick(&c, "db", "q");
+    c.psql("db", "select pgq.insert_event('q', 'e', 'd')");
+    assert_no_tick_for(&c, "db", "q", Duration::from_millis(800)).await;
+    d.reload(|cfg| cfg.ticker_period = Duration::from_millis(50));
+    let t1 = wait_tick_after(&c, "db", "q", t0, Duration::from_secs(2)).await;
+    let started = Instant::now();
+    c.psql("db", "select pgq.insert_event('q', 'e', 'd')");
+    wait_tick_after(&c, "db", "q", t1, Duration::from_secs(2)).await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    d.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_schema_ticks_a_fresh_queues_first_event_after_max_lag() {
+    let c = TestCluster::start();
+    c.create_pgq_db("ours");
+    c.psql(
+        "ours",
+        "select pgq.create_queue('q'); \
+         select pgq.set_queue_config('q', 'ticker_max_lag', '0.3'); \
+         select pgq.set_queue_config('q', 'ticker_idle_period', '1 hour')",
+    );
+    settle_idle(&c, "ours", "q");
+    let d = Daemon::start(test_config(&c)).await;
+    d.wait_serving("ours", true).await;
+    assert_no_tick_for(&c, "ours", "q", Duration::from_millis(500)).await;
+    let t0 = last_tick(&c, "ours", "q");
+    let started = Instant::now();
+    c.psql("ours", "select pgq.insert_event('q', 'first', 'event')");
+    wait_tick_after(&c, "ours", "q", t0, Duration::from_secs(3)).await;
+    // The latest tick is older than max_lag, so the next due check ticks it (the real
+    // extension would wait for the idle period, an hour here).
+    let took = started.elapsed();
+    assert!(
+        took <= Duration::from_millis(1200),
+        "first event ticked after {took:?}"
+    );
+    d.stop().await.expect("clean stop");
+}
