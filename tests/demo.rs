@@ -19,5 +19,8 @@ fn demo_check_mode_delivers_every_event() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "demo failed:\n{text}");
-    assert!(text.contains("demo: ok, consumer received 5 of 5 events"), "{text}");
+    assert!(
+        text.contains("demo: ok, consumer received 5 of 5 events"),
+        "{text}"
+    );
 }

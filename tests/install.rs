@@ -12,7 +12,11 @@ fn pgqd(c: &TestCluster, db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgqd"))
         .args(args)
         .arg("--connstr")
-        .arg(format!("host={} port={} user=postgres", c.socket_dir.display(), c.port))
+        .arg(format!(
+            "host={} port={} user=postgres",
+            c.socket_dir.display(),
+            c.port
+        ))
         .arg("--dbname")
         .arg(db)
         .env_remove("PGDATABASE")
@@ -36,16 +40,26 @@ fn install_refuse_and_reapply() {
     c.create_db("fresh");
     let out = pgqd(&c, "fresh", &["install"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("pgq: installed schema"), "{}", text(&out));
+    assert!(
+        text(&out).contains("pgq: installed schema"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(c.psql("fresh", "select pgq.create_queue('q')"), "1");
-    assert_eq!(c.psql("fresh", "select pgq.insert_event('q', 't', 'd')"), "1");
+    assert_eq!(
+        c.psql("fresh", "select pgq.insert_event('q', 't', 'd')"),
+        "1"
+    );
 
     // Second run re-applies over live data without losing it.
     let out = pgqd(&c, "fresh", &["install", "--component", "pgq"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("already installed"), "{}", text(&out));
     assert_eq!(c.psql("fresh", "select count(*) from pgq.event_1"), "1");
-    assert_eq!(c.psql("fresh", "select pgq.insert_event('q', 't', 'd')"), "2");
+    assert_eq!(
+        c.psql("fresh", "select pgq.insert_event('q', 't', 'd')"),
+        "2"
+    );
 
     // The C extension owns the schema: refused, nothing touched.
     if c.has_real_pgq() {
@@ -57,7 +71,10 @@ fn install_refuse_and_reapply() {
 
     // A pgq schema somebody else made: refused.
     c.create_db("foreign");
-    c.psql("foreign", "create schema pgq; create table pgq.queue (queue_id int)");
+    c.psql(
+        "foreign",
+        "create schema pgq; create table pgq.queue (queue_id int)",
+    );
     let out = pgqd(&c, "foreign", &["install"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("did not install"), "{}", text(&out));
@@ -70,16 +87,30 @@ fn install_refuse_and_reapply() {
     // A role without CREATE on the database: a clear refusal, not a half install.
     c.psql("postgres", "create role weak login");
     c.create_db("locked");
-    c.psql("locked", "revoke create on database locked from public; revoke create on schema public from public");
+    c.psql(
+        "locked",
+        "revoke create on database locked from public; revoke create on schema public from public",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_pgqd"))
         .args(["install", "--dbname", "locked", "--connstr"])
-        .arg(format!("host={} port={} user=weak", c.socket_dir.display(), c.port))
+        .arg(format!(
+            "host={} port={} user=weak",
+            c.socket_dir.display(),
+            c.port
+        ))
         .output()
         .expect("run pgqd");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("may not create schema pgq"), "{}", text(&out));
+    assert!(
+        text(&out).contains("may not create schema pgq"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
-        c.psql("locked", "select count(*) from pg_namespace where nspname = 'pgq'"),
+        c.psql(
+            "locked",
+            "select count(*) from pg_namespace where nspname = 'pgq'"
+        ),
         "0"
     );
 
@@ -102,7 +133,10 @@ fn failed_install_leaves_nothing_behind() {
     // created pgq.queue: the single transaction must take pgq.queue away again.
     let c = TestCluster::start();
     c.create_db("broken");
-    c.psql("broken", "create schema pgq; create table pgq.retry_queue (x int)");
+    c.psql(
+        "broken",
+        "create schema pgq; create table pgq.retry_queue (x int)",
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -117,5 +151,8 @@ fn failed_install_leaves_nothing_behind() {
     let msg = err.to_string();
     assert!(msg.contains("pgq/10_tables.sql"), "{msg}");
     assert!(msg.contains("42703"), "SQLSTATE missing from {msg}");
-    assert_eq!(c.psql("broken", "select to_regclass('pgq.queue') is null"), "t");
+    assert_eq!(
+        c.psql("broken", "select to_regclass('pgq.queue') is null"),
+        "t"
+    );
 }

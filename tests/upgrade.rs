@@ -81,7 +81,14 @@ fn install_snapshot(c: &TestCluster, db: &str, file: &Path) {
     c.create_db(db);
     let out = c.psql_output(
         db,
-        &["-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", file.to_str().expect("utf-8")],
+        &[
+            "-q",
+            "-1",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            file.to_str().expect("utf-8"),
+        ],
     );
     assert!(
         out.status.success(),
@@ -94,7 +101,11 @@ fn install_snapshot(c: &TestCluster, db: &str, file: &Path) {
 fn pgqd_install(c: &TestCluster, db: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_pgqd"))
         .args(["install", "--dbname", db, "--connstr"])
-        .arg(format!("host={} port={} user=postgres", c.socket_dir.display(), c.port))
+        .arg(format!(
+            "host={} port={} user=postgres",
+            c.socket_dir.display(),
+            c.port
+        ))
         .output()
         .expect("run pgqd install");
     let text = format!(
@@ -116,14 +127,16 @@ fn every_release_upgrades_in_place_with_live_queues() {
         // A live database: a queue with a consumer in the middle of a batch.
         let live = format!("live_{i}");
         install_snapshot(&c, &live, file);
-        c.psql(
-            &live,
-            "select pgq.create_queue('q');
-             update pgq.queue set queue_ticker_max_lag = '0', queue_ticker_idle_period = '0';
-             select pgq.register_consumer('q', 'c');
-             select pgq.insert_event('q', 't', 'before-' || i) from generate_series(1, 5) i;
-             select pgq.ticker('q');",
-        );
+        // One psql call per transaction: a tick sees only what committed before it.
+        for sql in [
+            "select pgq.create_queue('q')",
+            "update pgq.queue set queue_ticker_max_lag = '0', queue_ticker_idle_period = '0'",
+            "select pgq.register_consumer('q', 'c')",
+            "select pgq.insert_event('q', 't', 'before-' || i) from generate_series(1, 5) i",
+            "select pgq.ticker('q')",
+        ] {
+            c.psql(&live, sql);
+        }
         let batch = c.psql(&live, "select pgq.next_batch('q', 'c')");
         assert!(!batch.is_empty(), "no batch on release {ver}");
         c.psql(&live, "select pgq.insert_event('q', 't', 'during-1')");
@@ -139,15 +152,20 @@ fn every_release_upgrades_in_place_with_live_queues() {
         // The open batch is still there and complete; later events follow exactly once.
         let got = c.psql(
             &live,
-            &format!("select string_agg(ev_data, ',' order by ev_id) from pgq.get_batch_events({batch})"),
+            &format!(
+                "select string_agg(ev_data, ',' order by ev_id) from pgq.get_batch_events({batch})"
+            ),
         );
         assert_eq!(got, "before-1,before-2,before-3,before-4,before-5");
         c.psql(&live, &format!("select pgq.finish_batch({batch})"));
-        c.psql(&live, "select pgq.insert_event('q', 't', 'after-1'); select pgq.ticker('q')");
+        c.psql(&live, "select pgq.insert_event('q', 't', 'after-1')");
+        c.psql(&live, "select pgq.ticker('q')");
         let b2 = c.psql(&live, "select pgq.next_batch('q', 'c')");
         let got = c.psql(
             &live,
-            &format!("select string_agg(ev_data, ',' order by ev_id) from pgq.get_batch_events({b2})"),
+            &format!(
+                "select string_agg(ev_data, ',' order by ev_id) from pgq.get_batch_events({b2})"
+            ),
         );
         assert_eq!(got, "during-1,after-1");
 
@@ -155,8 +173,15 @@ fn every_release_upgrades_in_place_with_live_queues() {
         let tpl = format!("upgraded_{i}");
         install_snapshot(&c, &tpl, file);
         pgqd_install(&c, &tpl);
-        c.psql("postgres", &format!("alter database {tpl} is_template true"));
+        c.psql(
+            "postgres",
+            &format!("alter database {tpl} is_template true"),
+        );
         let failures = golden::run_suite(&c, &tpl, false);
-        assert!(failures.is_empty(), "after upgrading {ver}:\n{}", failures.join("\n\n"));
+        assert!(
+            failures.is_empty(),
+            "after upgrading {ver}:\n{}",
+            failures.join("\n\n")
+        );
     }
 }

@@ -1,46 +1,83 @@
 -- pgq core, part 30: putting events into a queue.
 --
--- The hot path is pgq.insert_event() -> pgq.insert_event_raw() ->
--- pgq._insert_event_dispatch().  None of them runs dynamic SQL for a queue the
--- dispatcher knows: the queue row is read by a static statement and the row is
--- written by a static INSERT chosen by queue id and current table, so every
--- plan is made once per session and then reused.  See docs/sql-design.md.
+-- Every insert goes through pgq._insert_event_dispatch(), a PL/pgSQL function
+-- that pgq._refresh_insert_dispatch() generates from the rows of pgq.queue.
+-- It reads the queue row with a static statement and writes the event with a
+-- static INSERT chosen by queue id and current table, and takes nextval() of
+-- the queue's event sequence by a constant regclass: every plan is made once
+-- per session and then reused.  `EXECUTE`, which replans on every call, is
+-- left only as the fallback for a queue the dispatcher was not generated for.
+-- See docs/sql-design.md.
 
 
 -- ----------------------------------------------------------------------------
--- pgq._insert_event_dispatch(13)   [internal, generated]
+-- pgq._dispatch_branches(7)   [internal, used by the generator]
 --
--- Write one event row into the current child table of a queue.
+-- The body of the dispatcher's search for queues at positions i_lo..i_hi of
+-- the sorted arrays: a binary search on queue id down to runs of at most four
+-- ids, each tested for equality together with the data prefix and sequence
+-- name the code was made for (so a row changed behind our back is not
+-- matched: it falls through to the dynamic path instead of writing to a wrong
+-- table).  Within a queue, one branch per child table.
 --
--- This is the initial version: it only has the dynamic path.
--- pgq._refresh_insert_dispatch() (below) replaces it with a version holding
--- one static INSERT per known (queue, child table) and keeps this dynamic
--- INSERT as the fallback for tables it does not know.
---
--- Parameters:
---   x_queue_id, x_cur_table, x_data_pfx  the queue row's id, queue_cur_table
---                                        and queue_data_pfx.
---   x_ev_id .. x_ev_extra4               column values; ev_txid comes from the
---                                        column default.
 -- Returns:
---   x_ev_id.
+--   PL/pgSQL statements, indented by i_depth levels.
 -- ----------------------------------------------------------------------------
-create or replace function pgq._insert_event_dispatch(
-    x_queue_id int4, x_cur_table int4, x_data_pfx text,
-    x_ev_id bigint, x_ev_time timestamptz, x_ev_owner int4, x_ev_retry int4,
-    x_ev_type text, x_ev_data text,
-    x_ev_extra1 text, x_ev_extra2 text, x_ev_extra3 text, x_ev_extra4 text)
-returns bigint
+create or replace function pgq._dispatch_branches(
+    i_ids int4[], i_pfxs text[], i_seqs text[], i_ntables int4[],
+    i_lo int4, i_hi int4, i_depth int4)
+returns text
 language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
 as $$
+declare
+    v_ind   text := repeat('    ', i_depth);
+    v_mid   int4;
+    v_out   text := '';
+    v_kw    text := 'if';
+    v_tkw   text;
+    v_tbl   text;
+    v_seq   text;
 begin
-    execute 'insert into ' || pgq.quote_fqname(x_data_pfx || '_' || x_cur_table::text)
-        || ' (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data,'
-        || ' ev_extra1, ev_extra2, ev_extra3, ev_extra4)'
-        || ' values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)'
-        using x_ev_id, x_ev_time, x_ev_owner, x_ev_retry, x_ev_type, x_ev_data,
-              x_ev_extra1, x_ev_extra2, x_ev_extra3, x_ev_extra4;
-    return x_ev_id;
+    if i_hi < i_lo then
+        return '';
+    end if;
+    if i_hi - i_lo >= 4 then
+        v_mid := (i_lo + i_hi + 1) / 2;
+        return v_ind || 'if q_id < ' || i_ids[v_mid] || ' then' || E'\n'
+            || pgq._dispatch_branches(i_ids, i_pfxs, i_seqs, i_ntables, i_lo, v_mid - 1, i_depth + 1)
+            || v_ind || 'else' || E'\n'
+            || pgq._dispatch_branches(i_ids, i_pfxs, i_seqs, i_ntables, v_mid, i_hi, i_depth + 1)
+            || v_ind || 'end if;' || E'\n';
+    end if;
+    for i in i_lo .. i_hi loop
+        v_seq := quote_literal(pgq.quote_fqname(i_seqs[i])) || '::regclass';
+        v_out := v_out || v_ind || v_kw || ' q_id = ' || i_ids[i]
+            || ' and q_pfx = ' || quote_literal(i_pfxs[i])
+            || ' and q_seq = ' || quote_literal(i_seqs[i]) || ' then' || E'\n';
+        v_tkw := 'if';
+        for t in 0 .. i_ntables[i] - 1 loop
+            v_tbl := pgq.quote_fqname(i_pfxs[i] || '_' || t);
+            v_out := v_out
+                || v_ind || '    ' || v_tkw || ' q_cur = ' || t || ' then' || E'\n'
+                || v_ind || '        v_id := pg_catalog.nextval(' || v_seq || ');' || E'\n'
+                || v_ind || '        insert into ' || v_tbl
+                || ' (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data,'
+                || ' ev_extra1, ev_extra2, ev_extra3, ev_extra4)' || E'\n'
+                || v_ind || '            values (coalesce(i_ev_id, v_id),'
+                || ' coalesce(i_ev_time, pg_catalog.now()), i_ev_owner, i_ev_retry,'
+                || ' i_ev_type, i_ev_data, i_ev_extra1, i_ev_extra2, i_ev_extra3, i_ev_extra4);'
+                || E'\n'
+                || v_ind || '        return coalesce(i_ev_id, v_id);' || E'\n';
+            v_tkw := 'elsif';
+        end loop;
+        if i_ntables[i] > 0 then
+            v_out := v_out || v_ind || '    end if;' || E'\n';
+        end if;
+        v_kw := 'elsif';
+    end loop;
+    return v_out || v_ind || 'end if;' || E'\n';
 end;
 $$;
 
@@ -48,21 +85,39 @@ $$;
 -- ----------------------------------------------------------------------------
 -- pgq._refresh_insert_dispatch(0)   [internal]
 --
--- Regenerate pgq._insert_event_dispatch from the rows of pgq.queue.
+-- (Re)generate pgq._insert_event_dispatch(11) from the rows of pgq.queue.
+-- Called by create_queue, drop_queue, upgrade_schema and the installer.
 --
--- The generated body walks a binary search over the sorted queue ids (ranges
--- of up to four ids become a chain of equality tests); at a leaf it checks
--- that the data prefix is still the one the code was generated for, then picks
--- the INSERT for the current table.  Anything not matched (queue created
--- behind our back, prefix changed, table number out of range) drops through
--- to the dynamic INSERT at the end, so a stale dispatcher is slower but never
--- wrong.
+-- The generated function does what pgq.insert_event_raw promises:
+--   1. queue name given ('Queue name must not be NULL'), queue row found
+--      ('No such queue');
+--   2. a value of the event sequence is consumed, also when ev_id is given
+--      and also when the insert is then refused: new sequence values are what
+--      tells the ticker that something happened, and ids keep pgq's gaps;
+--   3. inserts allowed (a queue with queue_disable_insert accepts events only
+--      when session_replication_role = replica), then queue_per_tx_limit,
+--      counted per queue in a setting local to the transaction;
+--   4. the row goes to the queue's current child table; ev_txid comes from
+--      the column default.
+-- These errors carry SQLSTATE XX000, as the C implementation's do.
+--
+-- Two guards keep rotation from losing an event (see the rotation functions
+-- in 60_maint.sql, which read every event of a txid above switch_step2 from the
+-- new table only):
+--   * the transaction id is taken before the queue row is read, so a READ
+--     COMMITTED producer that still sees the old current table always has a
+--     txid below the switch_step2 of the rotation it missed;
+--   * under REPEATABLE READ or SERIALIZABLE the snapshot may be older than the
+--     transaction id, so the row is read FOR SHARE: a rotation that committed
+--     after the snapshot makes the insert fail with a serialization error
+--     (40001, retry the transaction) instead of writing where no batch looks,
+--     and a rotation not yet made waits for the producer to finish.
 --
 -- Takes pgq.queue in share row exclusive mode so two regenerations (or a
--- regeneration and a queue being created) are serialized.
+-- regeneration and a queue being created) never interleave.
 --
 -- Returns:
---   number of queues the new dispatcher handles with static statements.
+--   the number of queues the dispatcher handles with static statements.
 -- ----------------------------------------------------------------------------
 create or replace function pgq._refresh_insert_dispatch()
 returns integer
@@ -73,154 +128,145 @@ as $gen$
 declare
     v_ids       int4[];
     v_pfxs      text[];
+    v_seqs      text[];
     v_ntables   int4[];
-    v_nqueues   int4;
-    v_body      text := '';
-    v_values    constant text :=
-        ' (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data,'
-        ' ev_extra1, ev_extra2, ev_extra3, ev_extra4)'
-        ' values (x_ev_id, x_ev_time, x_ev_owner, x_ev_retry, x_ev_type, x_ev_data,'
-        ' x_ev_extra1, x_ev_extra2, x_ev_extra3, x_ev_extra4);';
-    -- work stack: an entry is either text to emit (st_text not null) or a
-    -- range st_lo..st_hi of queue positions to expand at indent st_depth
-    st_text     text[] := '{}';
-    st_lo       int4[] := '{}';
-    st_hi       int4[] := '{}';
-    st_depth    int4[] := '{}';
-    v_top       int4;
-    v_lo        int4;
-    v_hi        int4;
-    v_depth     int4;
-    v_mid       int4;
-    v_ind       text;
-    v_kw        text;
-    v_tkw       text;
-    v_tag       text;
+    v_n         int4;
+    v_branches  text;
+    v_tag       text := '$dispatch$';
+    v_i         int4 := 0;
+    v_body      text;
 begin
     lock table pgq.queue in share row exclusive mode;
 
     select coalesce(array_agg(q.queue_id order by q.queue_id), '{}'),
            coalesce(array_agg(q.queue_data_pfx order by q.queue_id), '{}'),
+           coalesce(array_agg(q.queue_event_seq order by q.queue_id), '{}'),
            coalesce(array_agg(q.queue_ntables order by q.queue_id), '{}')
-      into v_ids, v_pfxs, v_ntables
+      into v_ids, v_pfxs, v_seqs, v_ntables
       from pgq.queue q;
-    v_nqueues := coalesce(array_length(v_ids, 1), 0);
+    v_n := coalesce(array_length(v_ids, 1), 0);
+    v_branches := pgq._dispatch_branches(v_ids, v_pfxs, v_seqs, v_ntables, 1, v_n, 1);
 
-    if v_nqueues > 0 then
-        st_text := array[null::text];
-        st_lo := array[1];
-        st_hi := array[v_nqueues];
-        st_depth := array[1];
+    -- names are embedded quoted; still, pick a dollar-quote tag that the
+    -- generated text cannot contain
+    while strpos(v_branches, v_tag) > 0 loop
+        v_i := v_i + 1;
+        v_tag := '$dispatch_' || v_i || '$';
+    end loop;
+
+    -- One body, two functions: the producers' entry point pgq.insert_event(7)
+    -- (owner's rights, fixed ev_id/ev_time/owner/retry) and the general
+    -- pgq._insert_event_dispatch(11) behind pgq.insert_event_raw.  Keeping the
+    -- hot path in one PL/pgSQL call is worth a generated copy.
+    v_body := $def$
+    q_id        int4;
+    q_pfx       text;
+    q_seq       text;
+    q_cur       int4;
+    q_disabled  boolean;
+    q_limit     int4;
+    v_id        bigint;
+    v_counter   text;
+    v_count     int4;
+begin
+    if i_queue_name is null then
+        raise exception 'Queue name must not be NULL' using errcode = 'XX000';
     end if;
 
-    loop
-        v_top := coalesce(array_length(st_lo, 1), 0);
-        exit when v_top = 0;
-        -- pop
-        v_lo := st_lo[v_top];
-        v_hi := st_hi[v_top];
-        v_depth := st_depth[v_top];
-        if st_text[v_top] is not null then
-            v_body := v_body || st_text[v_top];
-        end if;
-        st_text := st_text[1:v_top - 1];
-        st_lo := st_lo[1:v_top - 1];
-        st_hi := st_hi[1:v_top - 1];
-        st_depth := st_depth[1:v_top - 1];
-        continue when v_lo is null;
+    -- our txid first: see pgq._refresh_insert_dispatch
+    v_id := pg_catalog.txid_current();
+    if pg_catalog.current_setting('transaction_isolation')
+           not in ('read committed', 'read uncommitted')
+    then
+        select qr.queue_id, qr.queue_data_pfx, qr.queue_event_seq, qr.queue_cur_table,
+               qr.queue_disable_insert, qr.queue_per_tx_limit
+          into q_id, q_pfx, q_seq, q_cur, q_disabled, q_limit
+          from pgq.queue qr
+         where qr.queue_name = i_queue_name
+           for share;
+    else
+        select qr.queue_id, qr.queue_data_pfx, qr.queue_event_seq, qr.queue_cur_table,
+               qr.queue_disable_insert, qr.queue_per_tx_limit
+          into q_id, q_pfx, q_seq, q_cur, q_disabled, q_limit
+          from pgq.queue qr
+         where qr.queue_name = i_queue_name;
+    end if;
+    if not found then
+        raise exception 'No such queue' using errcode = 'XX000';
+    end if;
 
-        v_ind := repeat('    ', v_depth);
-        if v_hi - v_lo >= 4 then
-            -- split: push in reverse order of emission
-            v_mid := (v_lo + v_hi + 1) / 2;
-            st_text := st_text || array[v_ind || 'end if;' || E'\n', null,
-                                        v_ind || 'else' || E'\n', null];
-            st_lo := st_lo || array[null, v_mid, null, v_lo];
-            st_hi := st_hi || array[null, v_hi, null, v_mid - 1];
-            st_depth := st_depth || array[null, v_depth + 1, null, v_depth + 1];
-            v_body := v_body || v_ind || 'if x_queue_id < ' || v_ids[v_mid]::text
-                || ' then' || E'\n';
-            continue;
+    if q_disabled or q_limit is not null then
+        if q_disabled
+           and pg_catalog.current_setting('session_replication_role') <> 'replica'
+        then
+            perform pg_catalog.nextval(q_seq::regclass);
+            raise exception 'Insert into queue disallowed' using errcode = 'XX000';
         end if;
-
-        -- leaf: one test per queue, one INSERT per child table
-        v_kw := 'if';
-        for i in v_lo .. v_hi loop
-            v_body := v_body || v_ind || v_kw || ' x_queue_id = ' || v_ids[i]::text
-                || ' and x_data_pfx = ' || quote_literal(v_pfxs[i]) || ' then' || E'\n';
-            v_tkw := 'if';
-            for t in 0 .. v_ntables[i] - 1 loop
-                v_body := v_body
-                    || v_ind || '    ' || v_tkw || ' x_cur_table = ' || t::text || ' then' || E'\n'
-                    || v_ind || '        insert into '
-                    || pgq.quote_fqname(v_pfxs[i] || '_' || t::text) || v_values || E'\n'
-                    || v_ind || '        return x_ev_id;' || E'\n';
-                v_tkw := 'elsif';
-            end loop;
-            if v_ntables[i] > 0 then
-                v_body := v_body || v_ind || '    end if;' || E'\n';
+        if q_limit is not null then
+            v_counter := 'pgq.tx_event_count_' || q_id;
+            v_count := coalesce(nullif(pg_catalog.current_setting(v_counter, true), '')::int4, 0) + 1;
+            if v_count > q_limit then
+                perform pg_catalog.nextval(q_seq::regclass);
+                raise exception 'Queue ''%'' allows max % events from one TX', i_queue_name, q_limit
+                    using errcode = 'XX000';
             end if;
-            v_kw := 'elsif';
-        end loop;
-        v_body := v_body || v_ind || 'end if;' || E'\n';
-    end loop;
+            perform pg_catalog.set_config(v_counter, v_count::text, true);
+        end if;
+    end if;
 
-    -- the generated text quotes every name it embeds; pick a dollar-quote tag
-    -- that cannot occur inside it
-    v_tag := '$dispatch$';
-    v_mid := 0;
-    while strpos(v_body, v_tag) > 0 loop
-        v_mid := v_mid + 1;
-        v_tag := '$dispatch_' || v_mid::text || '$';
-    end loop;
-
-    execute $def$
-create or replace function pgq._insert_event_dispatch(
-    x_queue_id int4, x_cur_table int4, x_data_pfx text,
-    x_ev_id bigint, x_ev_time timestamptz, x_ev_owner int4, x_ev_retry int4,
-    x_ev_type text, x_ev_data text,
-    x_ev_extra1 text, x_ev_extra2 text, x_ev_extra3 text, x_ev_extra4 text)
-returns bigint
-language plpgsql
-as $def$ || v_tag || $def$
--- Generated by pgq._refresh_insert_dispatch(); do not edit.
-begin
-$def$ || v_body || $def$
-    -- not known to this version of the dispatcher: build the INSERT
-    execute 'insert into ' || pgq.quote_fqname(x_data_pfx || '_' || x_cur_table::text)
+$def$ || v_branches || $def$
+    -- a queue this version of the dispatcher does not know: build the INSERT
+    v_id := pg_catalog.nextval(q_seq::regclass);
+    execute 'insert into ' || pgq.quote_fqname(q_pfx || '_' || q_cur)
         || ' (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data,'
         || ' ev_extra1, ev_extra2, ev_extra3, ev_extra4)'
         || ' values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)'
-        using x_ev_id, x_ev_time, x_ev_owner, x_ev_retry, x_ev_type, x_ev_data,
-              x_ev_extra1, x_ev_extra2, x_ev_extra3, x_ev_extra4;
-    return x_ev_id;
+        using coalesce(i_ev_id, v_id), coalesce(i_ev_time, pg_catalog.now()),
+              i_ev_owner, i_ev_retry, i_ev_type, i_ev_data,
+              i_ev_extra1, i_ev_extra2, i_ev_extra3, i_ev_extra4;
+    return coalesce(i_ev_id, v_id);
 end;
-$def$ || v_tag;
+$def$;
 
-    return v_nqueues;
+    execute 'create or replace function pgq._insert_event_dispatch('
+        || ' i_queue_name text, i_ev_id bigint, i_ev_time timestamptz,'
+        || ' i_ev_owner int4, i_ev_retry int4, i_ev_type text, i_ev_data text,'
+        || ' i_ev_extra1 text, i_ev_extra2 text, i_ev_extra3 text, i_ev_extra4 text)'
+        || ' returns bigint language plpgsql as ' || v_tag
+        || E'\ndeclare\n' || v_body || v_tag;
+
+    execute 'create or replace function pgq.insert_event('
+        || ' queue_name text, ev_type text, ev_data text,'
+        || ' ev_extra1 text, ev_extra2 text, ev_extra3 text, ev_extra4 text)'
+        || ' returns bigint language plpgsql security definer'
+        || ' set search_path = pg_catalog, pg_temp as ' || v_tag || E'\ndeclare\n'
+        || E'    i_queue_name alias for $1;\n    i_ev_type alias for $2;\n'
+        || E'    i_ev_data alias for $3;\n    i_ev_extra1 alias for $4;\n'
+        || E'    i_ev_extra2 alias for $5;\n    i_ev_extra3 alias for $6;\n'
+        || E'    i_ev_extra4 alias for $7;\n    i_ev_id bigint;\n'
+        || E'    i_ev_time timestamptz := now();\n    i_ev_owner int4;\n    i_ev_retry int4;\n'
+        || v_body || v_tag;
+
+    return v_n;
 end;
 $gen$;
+
+-- The dispatcher exists from here on; regenerated for the queues that exist.
+do $$ begin perform pgq._refresh_insert_dispatch(); end $$;
 
 
 -- ----------------------------------------------------------------------------
 -- pgq.insert_event_raw(11)
 --
--- Insert one event with every field given.  Used by pgq.insert_event() and by
--- retry maintenance (which passes the original ev_id, ev_time and ev_owner).
---
--- A value of the queue's event sequence is always consumed, also when ev_id
--- is given and also when the insert is then refused: new sequence values are
--- what tells the ticker that something happened.
---
--- Checks, in order: queue name given ('Queue name must not be NULL'), queue
--- exists ('No such queue'), inserts allowed (a queue with queue_disable_insert
--- accepts events only when session_replication_role = replica), and the
--- per-transaction limit queue_per_tx_limit (counted per queue in a setting
--- local to the transaction; only looked at when a limit is set).
+-- Insert one event with every field given.  Used by retry maintenance (which
+-- passes the original ev_id, ev_time and ev_owner) and by tools that copy
+-- events.  The work is done by the generated dispatcher (see
+-- pgq._refresh_insert_dispatch for the checks and their order); this is a
+-- plain SQL function, so the planner inlines it into the caller.
 --
 -- Parameters:
 --   queue_name  queue.
---   ev_id       event id; NULL = the value just taken from the sequence.
+--   ev_id       event id; NULL = a new value from the queue's sequence.
 --   ev_time     event time; NULL = now().
 --   ev_owner    subscription id for a private (retry) event, NULL = everybody.
 --   ev_retry    retry count, NULL for a fresh event.
@@ -233,129 +279,23 @@ create or replace function pgq.insert_event_raw(
     ev_owner integer, ev_retry integer, ev_type text, ev_data text,
     ev_extra1 text, ev_extra2 text, ev_extra3 text, ev_extra4 text)
 returns bigint
-language plpgsql
+language sql
 as $$
-declare
-    v_queue_id  int4;
-    v_pfx       text;
-    v_cur_table int4;
-    v_next_id   bigint;
-    v_disabled  boolean;
-    v_limit     int4;
-    v_counter   text;
-    v_count     int4;
-begin
-    if $1 is null then
-        raise exception 'Queue name must not be NULL';
-    end if;
-
-    select qr.queue_id, qr.queue_data_pfx, qr.queue_cur_table,
-           pg_catalog.nextval(qr.queue_event_seq::regclass),
-           qr.queue_disable_insert, qr.queue_per_tx_limit
-      into v_queue_id, v_pfx, v_cur_table, v_next_id, v_disabled, v_limit
-      from pgq.queue qr
-     where qr.queue_name = $1;
-    if not found then
-        raise exception 'No such queue';
-    end if;
-
-    if v_disabled then
-        if pg_catalog.current_setting('session_replication_role') <> 'replica' then
-            raise exception 'Insert into queue disallowed';
-        end if;
-    end if;
-
-    if v_limit is not null then
-        v_counter := 'pgq.tx_event_count_' || v_queue_id::text;
-        v_count := coalesce(nullif(pg_catalog.current_setting(v_counter, true), '')::int4, 0) + 1;
-        if v_count > v_limit then
-            raise exception 'Queue ''%'' allows max % events from one TX', $1, v_limit;
-        end if;
-        perform pg_catalog.set_config(v_counter, v_count::text, true);
-    end if;
-
-    return pgq._insert_event_dispatch(v_queue_id, v_cur_table, v_pfx,
-                coalesce($2, v_next_id), coalesce($3, pg_catalog.now()), $4, $5,
-                $6, $7, $8, $9, $10, $11);
-end;
+    select pgq._insert_event_dispatch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 $$;
 
 
--- ----------------------------------------------------------------------------
--- pgq.insert_event(7)
---
--- Insert an event with all four extra fields.  Runs with the owner's rights so
--- that members of pgq_writer need no rights on the event tables.
---
--- Same as pgq.insert_event_raw(queue_name, NULL, now(), NULL, NULL, ...), and
--- deliberately written out instead of calling it: this is the producers' hot
--- path and one PL/pgSQL call less is measurable.  Keep the checks and error
--- texts in step with pgq.insert_event_raw above.
---
--- Parameters:
---   queue_name, ev_type, ev_data, ev_extra1 .. ev_extra4
--- Returns:
---   the new event id.
--- ----------------------------------------------------------------------------
-create or replace function pgq.insert_event(
-    queue_name text, ev_type text, ev_data text,
-    ev_extra1 text, ev_extra2 text, ev_extra3 text, ev_extra4 text)
-returns bigint
-language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    v_queue_id  int4;
-    v_pfx       text;
-    v_cur_table int4;
-    v_next_id   bigint;
-    v_disabled  boolean;
-    v_limit     int4;
-    v_counter   text;
-    v_count     int4;
-begin
-    if $1 is null then
-        raise exception 'Queue name must not be NULL';
-    end if;
-
-    select qr.queue_id, qr.queue_data_pfx, qr.queue_cur_table,
-           nextval(qr.queue_event_seq::regclass),
-           qr.queue_disable_insert, qr.queue_per_tx_limit
-      into v_queue_id, v_pfx, v_cur_table, v_next_id, v_disabled, v_limit
-      from pgq.queue qr
-     where qr.queue_name = $1;
-    if not found then
-        raise exception 'No such queue';
-    end if;
-
-    if v_disabled then
-        if current_setting('session_replication_role') <> 'replica' then
-            raise exception 'Insert into queue disallowed';
-        end if;
-    end if;
-
-    if v_limit is not null then
-        v_counter := 'pgq.tx_event_count_' || v_queue_id::text;
-        v_count := coalesce(nullif(current_setting(v_counter, true), '')::int4, 0) + 1;
-        if v_count > v_limit then
-            raise exception 'Queue ''%'' allows max % events from one TX', $1, v_limit;
-        end if;
-        perform set_config(v_counter, v_count::text, true);
-    end if;
-
-    return pgq._insert_event_dispatch(v_queue_id, v_cur_table, v_pfx,
-                v_next_id, now(), null, null, $2, $3, $4, $5, $6, $7);
-end;
-$$;
-
+-- pgq.insert_event(7) is generated by pgq._refresh_insert_dispatch() above:
+-- insert an event with all four extra fields, time now(), with the owner's
+-- rights so that members of pgq_writer need no rights on the event tables.
 
 -- ----------------------------------------------------------------------------
 -- pgq.insert_event(3)
 --
 -- Insert an event with type and data only: pgq.insert_event(7) with NULL
--- extra fields.  A plain SQL function, so the planner inlines it into the
--- calling query and the call costs nothing extra.
+-- extra fields.  PL/pgSQL rather than an inlinable SQL function: inlining
+-- parses the body at every planning, which costs more than the call for the
+-- common one-statement-per-transaction producer.
 --
 -- Parameters:
 --   queue_name, ev_type, ev_data
@@ -364,9 +304,11 @@ $$;
 -- ----------------------------------------------------------------------------
 create or replace function pgq.insert_event(queue_name text, ev_type text, ev_data text)
 returns bigint
-language sql
+language plpgsql
 as $$
-    select pgq.insert_event($1, $2, $3, null, null, null, null);
+begin
+    return pgq.insert_event($1, $2, $3, null, null, null, null);
+end;
 $$;
 
 
@@ -408,7 +350,3 @@ begin
     return v_table;
 end;
 $$;
-
-
--- The installer generates the dispatcher for the queues that already exist.
-do $$ begin perform pgq._refresh_insert_dispatch(); end $$;

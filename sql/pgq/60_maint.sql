@@ -16,8 +16,9 @@
 -- Rotate a queue's event tables if due: truncate the next table of the ring
 -- and make it the current one.  Skipped (nothing changes) when the rotation
 -- period has not passed, the previous rotation's step 2 has not run yet, the
--- slowest consumer may still read from the table to be reused, or another
--- session holds a lock on that table (e.g. pg_dump).  After a rotation, ticks
+-- slowest consumer may still read from the table to be reused, another
+-- session holds a lock on that table (e.g. pg_dump), or the queue row is
+-- locked (a REPEATABLE READ producer holds it FOR SHARE).  After a rotation, ticks
 -- older than the previous rotation's step 2 are deleted.
 --
 -- Parameters:
@@ -43,7 +44,12 @@ begin
        and q.queue_rotation_period is not null
        and q.queue_switch_step2 is not null
        and q.queue_switch_time + q.queue_rotation_period < current_timestamp
-       for update;
+       for no key update skip locked;
+    -- skip locked: a REPEATABLE READ producer holds the row FOR SHARE while it
+    -- may still write into the current table (see pgq._refresh_insert_dispatch);
+    -- rotating under it could lose its events, waiting would stall maintenance.
+    -- Try again next round.  (no key update: the tick and subscription foreign
+    -- keys hold key-share locks on the row, which need not stop a rotation.)
     if not found then
         return 0;
     end if;
@@ -116,9 +122,15 @@ returns integer
 language plpgsql
 as $$
 begin
+    -- A queue whose row a REPEATABLE READ producer holds FOR SHARE is left for
+    -- the next round: until then its batches read both tables, which is
+    -- always safe, and maintenance does not stall behind the producer.
     update pgq.queue
        set queue_switch_step2 = txid_current()
-     where queue_switch_step2 is null;
+     where queue_id in (select q.queue_id
+                          from pgq.queue q
+                         where q.queue_switch_step2 is null
+                           for no key update skip locked);
     return 0;
 end;
 $$;

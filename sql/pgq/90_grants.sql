@@ -86,7 +86,7 @@ begin
                 'pgq.event_retry_raw(text,text,timestamptz,bigint,timestamptz,integer,text,text,text,text,text,text)',
                 -- internal, reached through the two functions above when
                 -- pgq_admin calls them with its own rights
-                'pgq._insert_event_dispatch(int4,int4,text,bigint,timestamptz,int4,int4,text,text,text,text,text,text)',
+                'pgq._insert_event_dispatch(text,bigint,timestamptz,int4,int4,text,text,text,text,text,text)',
                 'pgq._refresh_insert_dispatch()'])
           ) as g(grantee, sigs)
     loop
