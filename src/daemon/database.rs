@@ -50,7 +50,7 @@ pub enum Exit {
 }
 
 /// Capped exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling
-/// from [`BACKOFF_START`] up to [`BACKOFF_MAX`].
+/// from `BACKOFF_START` up to `BACKOFF_MAX`.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,

@@ -28,7 +28,7 @@ pub struct Retrier;
 
 impl Retrier {
     /// Calls `pgq.maint_retry_events()` until it returns 0 (or `token` is cancelled, or
-    /// [`MAX_CALLS`] is reached).
+    /// `MAX_CALLS` is reached).
     pub async fn run_once(
         &mut self,
         conn: &mut DbConn,
