@@ -22,6 +22,7 @@ import datetime
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -157,6 +158,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10, help="pgbench duration per insert form")
     ap.add_argument("--out", help="write the report (markdown) to this file too")
     args = ap.parse_args()
+    # SIGTERM (a killed run) still stops and removes the cluster.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     c = Cluster()
     try:

@@ -79,23 +79,7 @@ fn snapshots() -> Vec<(String, PathBuf)> {
 
 fn install_snapshot(c: &TestCluster, db: &str, file: &Path) {
     c.create_db(db);
-    let out = c.psql_output(
-        db,
-        &[
-            "-q",
-            "-1",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            file.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "installing {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.psql_file(db, file);
 }
 
 fn pgqd_install(c: &TestCluster, db: &str) -> String {

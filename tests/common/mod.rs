@@ -195,10 +195,10 @@ impl TestCluster {
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
 
-    /// Runs psql with the given extra arguments and returns its raw output.
-    pub fn psql_output(&self, db: &str, args: &[&str]) -> Output {
-        Command::new(psql_bin(&self.bindir))
-            .arg("-X")
+    /// psql against `db` with the harness's fixed settings (no psqlrc, UTC, ISO dates).
+    fn psql_command(&self, db: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(psql_bin(&self.bindir));
+        cmd.arg("-X")
             .arg("-h")
             .arg(&self.socket_dir)
             .arg("-p")
@@ -210,9 +210,25 @@ impl TestCluster {
             .args(args)
             .env("PGTZ", "UTC")
             .env("PGDATESTYLE", "ISO, MDY")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run psql")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs psql with the given extra arguments and returns its raw output.
+    pub fn psql_output(&self, db: &str, args: &[&str]) -> Output {
+        self.psql_command(db, args).output().expect("run psql")
+    }
+
+    /// Runs a SQL file in one transaction, stopping at the first error; panics with
+    /// psql's message when it fails.
+    pub fn psql_file(&self, db: &str, path: &Path) {
+        let file = path.to_str().expect("utf-8 path");
+        let out = self.psql_output(db, &["-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", file]);
+        assert!(
+            out.status.success(),
+            "running {file} in {db} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs psql with stdout and stderr into one stream, in the order psql wrote them, as
@@ -220,25 +236,11 @@ impl TestCluster {
     pub fn psql_merged(&self, db: &str, args: &[&str]) -> String {
         let path = self.dir.join(format!("psql-{db}.out"));
         let file = fs::File::create(&path).expect("create psql output file");
-        let status = Command::new(psql_bin(&self.bindir))
-            .arg("-X")
-            .arg("-h")
-            .arg(&self.socket_dir)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-U")
-            .arg("postgres")
-            .arg("-d")
-            .arg(db)
-            .args(args)
-            .env("PGTZ", "UTC")
-            .env("PGDATESTYLE", "ISO, MDY")
-            .stdin(Stdio::null())
+        self.psql_command(db, args)
             .stdout(Stdio::from(file.try_clone().expect("clone file handle")))
             .stderr(Stdio::from(file))
             .status()
             .expect("run psql");
-        let _ = status;
         let out = fs::read_to_string(&path).expect("read psql output");
         let _ = fs::remove_file(&path);
         out
@@ -403,23 +405,7 @@ pub fn install_schema(c: &TestCluster, db: &str, comps: &[&str]) {
         let sql = pgqd::schema::component_sql(comp);
         let path = c.dir.join(format!("install-{}.sql", comp.dir));
         fs::write(&path, sql).expect("write install file");
-        let out = c.psql_output(
-            db,
-            &[
-                "-q",
-                "-1",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-                path.to_str().expect("utf-8"),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "installing {} into {db} failed: {}",
-            comp.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        c.psql_file(db, &path);
     }
 }
 
