@@ -156,3 +156,27 @@ fn failed_install_leaves_nothing_behind() {
         "t"
     );
 }
+
+/// pgq_ext and pgq_coop install beside pgq, twice, and refuse without pgq.
+#[test]
+fn install_ext_and_coop_twice() {
+    let c = TestCluster::start();
+    c.create_db("comp");
+    for _ in 0..2 {
+        let out = pgqd(&c, "comp", &["install", "--component", "pgq,ext,coop"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("ext: installed"), "{}", text(&out));
+        assert!(text(&out).contains("coop: installed"), "{}", text(&out));
+    }
+    assert_eq!(
+        c.psql(
+            "comp",
+            "select pgq_ext.version() || ' ' || pgq_coop.version()"
+        ),
+        "3.3 3.4"
+    );
+    c.create_db("nopgq");
+    let out = pgqd(&c, "nopgq", &["install", "--component", "ext"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("needs pgq"), "{}", text(&out));
+}

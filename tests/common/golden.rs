@@ -29,6 +29,10 @@ pub fn run_suite(c: &TestCluster, template: &str, update: bool) -> Vec<String> {
             "postgres",
             &format!("create database \"{db}\" template \"{template}\""),
         );
+        let extra = components_for(name);
+        if !extra.is_empty() {
+            super::install_schema(c, &db, &extra);
+        }
         let file = root.join("sql/test").join(format!("{name}.sql"));
         let got = c.psql_merged(
             &db,
@@ -65,6 +69,24 @@ pub fn run_suite(c: &TestCluster, template: &str, update: bool) -> Vec<String> {
         c.psql("postgres", &format!("drop database \"{db}\""));
     }
     failures
+}
+
+/// Components besides pgq (which the template holds) that a test needs: the one whose
+/// directory is the test's name or its prefix before `_` (`pgq_ext`, `pgq_coop_more`).
+/// The template stays pgq-only: pgq_ext's tables would change what pgq itself reports
+/// (`maint_tables_to_vacuum` lists them), which the differential tests compare.
+fn components_for(test: &str) -> Vec<&'static str> {
+    pgqd::schema::components()
+        .iter()
+        .filter(|k| k.dir != "pgq")
+        .filter(|k| {
+            test == k.dir
+                || test
+                    .strip_prefix(k.dir)
+                    .is_some_and(|rest| rest.starts_with('_'))
+        })
+        .map(|k| k.name)
+        .collect()
 }
 
 /// `psql:/path/to/sql/test/NAME.sql:12: ERROR:  …` becomes `psql:sql/test/NAME.sql:12:
