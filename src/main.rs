@@ -104,32 +104,9 @@ enum Command {
     ///
     /// Example: pgqd install --dbname app --component pgq
     Install(InstallCmd),
-    /// Remove SQL components from a database (issue #5; not implemented yet).
-    Uninstall(Reserved),
-    /// Create a queue (issue #5; not implemented yet).
-    Create(Reserved),
-    /// Drop a queue (issue #5; not implemented yet).
-    Drop(Reserved),
-    /// Show or change a queue's settings (issue #5; not implemented yet).
-    Config(Reserved),
-    /// Register a consumer on a queue (issue #5; not implemented yet).
-    Register(Reserved),
-    /// Unregister a consumer (issue #5; not implemented yet).
-    Unregister(Reserved),
-    /// Queue and consumer overview (issue #5; not implemented yet).
-    Status(Reserved),
-    /// Force a tick and wait for it (issue #5; not implemented yet).
-    Tick(Reserved),
-    /// Pause a queue's ticker (issue #5; not implemented yet).
-    Pause(Reserved),
-    /// Resume a queue's ticker (issue #5; not implemented yet).
-    Resume(Reserved),
-    /// Insert an event (issue #5; not implemented yet).
-    Insert(Reserved),
-    /// Inspect the retry queue (issue #5; not implemented yet).
-    RetryQueue(Reserved),
-    /// Print events as they arrive (issue #5; not implemented yet).
-    Tail(Reserved),
+    /// The admin commands of issue #5 (`create`, `status`, `tail`, …): `pgqd::cli`.
+    #[command(flatten)]
+    Admin(pgqd::cli::Command),
     /// Migrate from the pgq extension (issue #9; not implemented yet).
     Migrate(Reserved),
     /// Queue mover (issue #10; not implemented yet).
@@ -146,20 +123,7 @@ impl Command {
     /// For a reserved command: its name and the issue that will implement it.
     fn reserved(&self) -> Option<(&'static str, u32)> {
         Some(match self {
-            Command::Install(_) => return None,
-            Command::Uninstall(_) => ("uninstall", 5),
-            Command::Create(_) => ("create", 5),
-            Command::Drop(_) => ("drop", 5),
-            Command::Config(_) => ("config", 5),
-            Command::Register(_) => ("register", 5),
-            Command::Unregister(_) => ("unregister", 5),
-            Command::Status(_) => ("status", 5),
-            Command::Tick(_) => ("tick", 5),
-            Command::Pause(_) => ("pause", 5),
-            Command::Resume(_) => ("resume", 5),
-            Command::Insert(_) => ("insert", 5),
-            Command::RetryQueue(_) => ("retry-queue", 5),
-            Command::Tail(_) => ("tail", 5),
+            Command::Install(_) | Command::Admin(_) => return None,
             Command::Migrate(_) => ("migrate", 9),
             Command::Mover(_) => ("mover", 10),
             Command::Splitter(_) => ("splitter", 10),
@@ -194,7 +158,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+            let usage = pgqd::cli::usage_exit_code(&std::env::args().collect::<Vec<_>>());
+            return ExitCode::from(if e.use_stderr() { usage } else { EXIT_OK });
         }
     };
     if cli.version {
@@ -206,6 +171,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Some(Command::Install(cmd)) => ExitCode::from(run_install(cmd)),
+        Some(Command::Admin(cmd)) => ExitCode::from(pgqd::cli::run(&cmd)),
         Some(other) => {
             let (name, issue) = other.reserved().unwrap_or(("?", 3));
             eprintln!("pgqd {name}: not implemented yet (issue #{issue})");
