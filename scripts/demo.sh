@@ -100,5 +100,9 @@ if ! kill -0 "$daemon_pid" 2>/dev/null; then
     echo "demo: pgqd exited early" >&2; cat "$tmp/pgqd.log" >&2; exit 1
 fi
 say "== consumer received all $got events; ticks made: $(q "select count(*) from pgq.tick")"
+if [ "$check" -eq 0 ]; then
+    echo "== pgqd status -d demo"
+    "$bin" status -d demo
+fi
 [ "$check" -eq 1 ] && echo "demo: ok, consumer received $got of $want events"
 exit 0
