@@ -566,7 +566,8 @@ def fmt(t, digits=3):
 def ratio(a, b):
     if a is None or b is None or b[0] == 0:
         return "–"
-    return f"{a[0] / b[0]:.2f}"
+    r = a[0] / b[0]
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
 
 
 def log_findings(path, kind):
@@ -611,7 +612,7 @@ def render(args, c, m, idle, lat, started):
         "(sql/pgq) copied from a template database; both daemons at their defaults "
         "(ticker_period 1 s, check_period 60 s, maint_period 120 s, retry_period 30 s), "
         "initial_database = postgres",
-        f"- idle: {args.rounds} rounds of three modes in alternating order, each window "
+        f"- idle: rounds: {args.rounds}, each of three modes in alternating order, each window "
         f"{args.seconds} s after a warm-up (daemon connected to every database + "
         f"{args.warmup:g} s); medians with min..max; cpu-seconds scaled to 60 s",
         f"- latency: ticker_max_lag = 0 on the queues of {min(LATENCY_DBS, args.dbs)} "
@@ -631,11 +632,11 @@ def render(args, c, m, idle, lat, started):
     derived(cc)
     derived(o)
 
-    def row(label, key, base=True, digits=3):
+    def row(label, key, base=True, digits=3, show_ratio=True):
         mc, mo = med(cc, key), med(o, key)
         mb = fmt(med(b, key), digits) if base else "–"
         lines.append(f"| {label} | {mb} | {fmt(mc, digits)} | {fmt(mo, digits)} | "
-                     f"{ratio(mo, mc)} |")
+                     f"{ratio(mo, mc) if show_ratio else '–'} |")
 
     row("server cpu-s per 60 s (all postgres processes)", "server_cpu")
     row("server cpu-s above the no-daemon baseline", "server_net", base=False)
@@ -646,7 +647,10 @@ def render(args, c, m, idle, lat, started):
     row("connections held (median of 1 s samples)", "conn_median")
     row("connections held (max)", "conn_max")
     row("new sessions per minute", "sessions_min")
-    row(f"ticks made while running (warm-up + window + stop)", "ticks", base=False, digits=4)
+    # depends on the order of the modes: queues left idle by the previous mode for over
+    # ticker_idle_period (60 s) get one tick at the start as well, so no ratio
+    row("ticks made while running (warm-up + window + stop; order-dependent)", "ticks",
+        base=False, digits=4, show_ratio=False)
     row(f"queues ticked at least once (of {nq})", "queues_ticked", base=False, digits=4)
     for p in (50, 90, 99):
         vc, vo = pct(lat["c"]["lat"], p), pct(lat["ours"]["lat"], p)
@@ -666,7 +670,8 @@ def render(args, c, m, idle, lat, started):
         for i, r in enumerate(idle[kind]):
             lines.append(
                 f"| {i + 1} | {kind} | {r['server_cpu']:.2f} | {r['daemon_cpu']:.2f} | "
-                f"{r.get('rss_mb', 0):.1f} | {r['conn_median']:g} | {r['sessions_min']:.1f} | "
+                + (f"{r['rss_mb']:.1f}" if "rss_mb" in r else "–")
+                + f" | {r['conn_median']:g} | {r['sessions_min']:.1f} | "
                 f"{r.get('ticks', '–')} | {r.get('queues_ticked', '–')} | "
                 + (f"{r['warm_dbs']} dbs in {r['warm_s']:.1f} s" if "warm_dbs" in r else "–")
                 + " |")
@@ -676,7 +681,8 @@ def render(args, c, m, idle, lat, started):
             lines.append("- " + log_findings(r["log"], f"{kind} round {i + 1}"))
         lines.append("- " + log_findings(lat[kind]["log"], f"{kind} latency phase"))
     srv = log_findings(c.logfile, "server log")
-    lines += ["- " + srv, ""]
+    lines += ["- " + srv, "",
+              f"Run time {(datetime.datetime.utcnow() - started).total_seconds() / 60:.1f} min.", ""]
     return "\n".join(lines)
 
 
