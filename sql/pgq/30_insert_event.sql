@@ -131,7 +131,13 @@ declare
     v_seqs      text[];
     v_ntables   int4[];
     v_n         int4;
+    v_nb        int4;
+    v_size      constant int4 := 16;
     v_branches  text;
+    v_calls     text := '';
+    v_bucket    text;
+    v_sig       text;
+    v_proc      regprocedure;
     v_tag       text := '$dispatch$';
     v_i         int4 := 0;
     v_body      text;
@@ -140,6 +146,12 @@ declare
 begin
     lock table pgq.queue in share row exclusive mode;
 
+    -- Static code in buckets of 16 queues (by id): bucket 0 inside the entry
+    -- points themselves, every further bucket in its own function
+    -- pgq._insert_event_bucket_<n>, called from the entry points.  Every session
+    -- compiles a function's whole body on its first call, and create_queue
+    -- regenerates the code: buckets keep both small however many queues there
+    -- are (one generated INSERT per table is some 2 KB of text per queue).
     select coalesce(array_agg(q.queue_id order by q.queue_id), '{}'),
            coalesce(array_agg(q.queue_data_pfx order by q.queue_id), '{}'),
            coalesce(array_agg(q.queue_event_seq order by q.queue_id), '{}'),
@@ -147,13 +159,54 @@ begin
       into v_ids, v_pfxs, v_seqs, v_ntables
       from pgq.queue q;
     v_n := coalesce(array_length(v_ids, 1), 0);
-    v_branches := pgq._dispatch_branches(v_ids, v_pfxs, v_seqs, v_ntables, 1, v_n, 1);
+    v_nb := (v_n + v_size - 1) / v_size;
+    v_branches := pgq._dispatch_branches(v_ids, v_pfxs, v_seqs, v_ntables, 1, least(v_n, v_size), 1);
 
     -- names are embedded quoted; still, pick a dollar-quote tag that the
     -- generated text cannot contain
     while strpos(v_branches, v_tag) > 0 loop
         v_i := v_i + 1;
         v_tag := '$dispatch_' || v_i || '$';
+    end loop;
+
+    for b in 1 .. v_nb - 1 loop
+        v_bucket := pgq._dispatch_branches(v_ids, v_pfxs, v_seqs, v_ntables,
+                                           b * v_size + 1, least(v_n, b * v_size + v_size), 1);
+        v_sig := 'pgq._insert_event_bucket_' || b
+            || '(q_id int4, q_pfx text, q_seq text, q_cur int4,'
+            || ' i_ev_id bigint, i_ev_time timestamptz, i_ev_owner int4, i_ev_retry int4,'
+            || ' i_ev_type text, i_ev_data text, i_ev_extra1 text, i_ev_extra2 text,'
+            || ' i_ev_extra3 text, i_ev_extra4 text)';
+        execute 'create or replace function ' || v_sig
+            || ' returns bigint language plpgsql as ' || v_tag
+            || E'\ndeclare\n    v_id bigint;\nbegin\n' || v_bucket
+            || E'    return null;\nend;\n' || v_tag;
+        v_proc := ('pgq._insert_event_bucket_' || b || '(int4, text, text, int4, bigint,'
+                   || ' timestamptz, int4, int4, text, text, text, text, text, text)')::regprocedure;
+        execute 'revoke all on function ' || v_proc::text || ' from public';
+        execute 'grant execute on function ' || v_proc::text || ' to pgq_admin';
+    end loop;
+    if v_nb > 1 then
+        -- the entry points call a bucket by its first queue id, highest first
+        for b in reverse v_nb - 1 .. 1 loop
+            v_calls := v_calls || case when b = v_nb - 1 then '    if' else '    elsif' end
+                || ' q_id >= ' || v_ids[b * v_size + 1] || ' then' || E'\n'
+                || '        v_id := pgq._insert_event_bucket_' || b
+                || E'(q_id, q_pfx, q_seq, q_cur, i_ev_id, i_ev_time, i_ev_owner, i_ev_retry,\n'
+                || E'            i_ev_type, i_ev_data, i_ev_extra1, i_ev_extra2, i_ev_extra3, i_ev_extra4);\n'
+                || E'        if v_id is not null then\n            return v_id;\n        end if;\n';
+        end loop;
+        v_calls := v_calls || E'    end if;\n';
+    end if;
+    -- buckets left over from a time with more queues
+    for v_proc in
+        select p.oid::regprocedure
+          from pg_catalog.pg_proc p
+         where p.pronamespace = 'pgq'::regnamespace
+           and p.proname ~ '^_insert_event_bucket_[0-9]+$'
+           and substring(p.proname from '[0-9]+$')::int4 >= greatest(v_nb, 1)
+    loop
+        execute 'drop function ' || v_proc::text;
     end loop;
 
     -- One body, three functions: the producers' entry points pgq.insert_event(7)
@@ -218,7 +271,7 @@ begin
         end if;
     end if;
 
-$def$ || v_branches || $def$
+$def$ || v_branches || v_calls || $def$
     -- a queue this version of the dispatcher does not know: build the INSERT
     v_id := pg_catalog.nextval(q_seq::regclass);
     execute 'insert into ' || pgq.quote_fqname(q_pfx || '_' || q_cur)

@@ -116,6 +116,11 @@ begin
     loop
         execute 'revoke all on function ' || v_proc::text
             || ' from public, pgq_reader, pgq_writer, pgq_admin cascade';
+        -- the insert dispatcher's generated buckets run with pgq_admin's rights
+        -- when it calls pgq.insert_event_raw
+        if v_proc::text like 'pgq.\_insert\_event\_bucket\_%' then
+            execute 'grant execute on function ' || v_proc::text || ' to pgq_admin';
+        end if;
     end loop;
 
     if cardinality(v_missing) > 0 then
