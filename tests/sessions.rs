@@ -210,6 +210,7 @@ async fn rotation_while_a_batch_is_open() {
     let c = TestCluster::start();
     for (db, real) in [("ours", false), ("real", true)] {
         if real && !c.has_real_pgq() {
+            eprintln!("skipping {db}: the real pgq extension is not installed");
             continue;
         }
         rotation_while_a_batch_is_open_in(&c, db, real).await;
@@ -339,6 +340,7 @@ async fn rr_producer_txid_before_rotation() {
     let c = TestCluster::start();
     for (db, real) in [("ours", false), ("real", true)] {
         if real && !c.has_real_pgq() {
+            eprintln!("skipping {db}: the real pgq extension is not installed");
             continue;
         }
         let s0 = setup(&c, db, real).await;
@@ -392,6 +394,7 @@ async fn rr_producer_snapshot_before_rotation() {
     let mut outcome = Vec::new();
     for (db, real) in [("ours", false), ("real", true)] {
         if real && !c.has_real_pgq() {
+            eprintln!("skipping {db}: the real pgq extension is not installed");
             continue;
         }
         let s0 = setup(&c, db, real).await;

@@ -37,11 +37,11 @@ select queue_id, queue_name, queue_ntables, queue_cur_table, queue_rotation_peri
 -- the first tick is made at once; its event_seq is 0 (no event id used yet)
 select tick_id, tick_event_seq from pgq.tick where tick_queue = 1;
 
--- the objects of the queue
+-- the objects of the queue (an owner's MAINTAIN right, m, PostgreSQL 17+, left out)
 select c.relname, c.relkind,
        (select i.inhparent::regclass from pg_inherits i where i.inhrelid = c.oid) as parent,
        c.reloptions,
-       replace(replace(c.relacl::text, current_user || '=', 'OWNER='), '/' || current_user, '/OWNER') as acl
+       replace(replace(replace(c.relacl::text, 'm*/', '/'), current_user || '=', 'OWNER='), '/' || current_user, '/OWNER') as acl
   from pg_class c
  where c.relnamespace = 'pgq'::regnamespace and c.relname like 'event\_1%'
  order by c.relname;
@@ -87,7 +87,7 @@ grant select on public.perm_src to public;
 grant insert on public.perm_src to pgq_writer with grant option;
 select pgq._grant_perms_from('public', 'perm_src', 'public', 'perm_dst');
 select pgq._grant_perms_from('public', 'perm_src', null, 'perm_dst') is null as strict;
-select replace(replace(relacl::text, current_user || '=', 'OWNER='), '/' || current_user, '/OWNER') as acl
+select replace(replace(replace(relacl::text, 'm*/', '/'), current_user || '=', 'OWNER='), '/' || current_user, '/OWNER') as acl
   from pg_class where oid = 'public.perm_dst'::regclass;
 drop table public.perm_src, public.perm_dst;
 

@@ -107,6 +107,7 @@ select c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
 select conrelid::regclass, conname, pg_catalog.pg_get_constraintdef(oid)
   from pg_catalog.pg_constraint
  where connamespace = 'pgq_ext'::regnamespace
+   and contype <> 'n'  -- NOT NULL constraints are listed here since PostgreSQL 18
  order by conrelid::regclass::text, 2;
 
 -- old rows belong to the plain consumer; everything works as before

@@ -17,7 +17,7 @@ select p.oid::regprocedure as function,
   left join lateral aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
          on a.grantee <> p.proowner
  where p.pronamespace = 'pgq'::regnamespace
- group by p.oid
+ group by p.oid, p.proname
  order by p.proname, p.oid::regprocedure::text;
 -- table privileges
 select c.relname,

@@ -32,7 +32,7 @@ select pgq.event_retry(1, 3, null::timestamptz);
 
 select ev_id, ev_owner = :c1_sub as c1_owns, ev_queue, ev_txid, ev_retry,
        ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4,
-       ceil(extract(epoch from ev_retry_after - now())) as delay_s,
+       ceil(extract(epoch from ev_retry_after - now()))::int as delay_s,
        ev_time = (select ev_time from pgq.get_batch_events(1) e where e.ev_id = r.ev_id) as same_time
   from pgq.retry_queue r
  order by ev_owner, ev_id;
@@ -44,7 +44,7 @@ select pgq.batch_retry(i_batch_id := 2, i_retry_seconds := 0);
 select pgq.batch_retry(9999, 10);
 select pgq.batch_retry(null, 10);
 select ev_owner = :c1_sub as c1_owns, ev_id, ev_retry,
-       ceil(extract(epoch from ev_retry_after - now())) as delay_s
+       ceil(extract(epoch from ev_retry_after - now()))::int as delay_s
   from pgq.retry_queue
  order by ev_owner, ev_id;
 

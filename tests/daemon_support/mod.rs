@@ -171,6 +171,24 @@ pub fn settle_idle(c: &TestCluster, db: &str, queue: &str) {
     );
 }
 
+/// Whether a test on the real pgq extension can run: true when it is installed; false,
+/// printing why, on server binaries without `pg_config` (the npm tarballs of the other
+/// majors: Debian packages pgq only for its own PostgreSQL); panics on a Debian install
+/// that lacks the package, where the full suite expects it.
+pub fn real_pgq_or_skip(c: &TestCluster) -> bool {
+    if c.has_real_pgq() {
+        return true;
+    }
+    if c.bindir.join("pg_config").exists() {
+        require_real_pgq(c);
+    }
+    eprintln!(
+        "skipping: no real pgq extension for the server binaries in {} (Debian packages it for PostgreSQL 15 only)",
+        c.bindir.display()
+    );
+    false
+}
+
 /// Whether the pgq extension is available (tests on the real extension need it).
 pub fn require_real_pgq(c: &TestCluster) {
     assert!(
