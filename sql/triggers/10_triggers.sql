@@ -7,17 +7,23 @@
 -- called with the rights of whoever runs the DML, and pgq's grants file
 -- revokes every internal function from public).
 --
--- How a row becomes an event:
---   * the row's own text form (record_out: every column through its type's
---     output function, dropped columns left out) is split back into column
---     values; without double quotes in it that is one string_to_array();
---   * one catalog query per row gives column names, types and the primary key
---     (the primary key index's column names, in index order, as the C
---     triggers read them);
---   * logutriga urlencodes the whole "name=value&..." string at once, with
---     \x01 and \x02 standing in for '=' and '&' (per field when the data
---     itself holds those bytes): one regexp_replace() finds the distinct
---     unsafe characters, each is replaced everywhere by its %xx form;
+-- How a row becomes an event (the fast paths first; every other case takes
+-- the general path, which gives the same bytes):
+--   * the table's column names, types and primary key (the primary key
+--     index's column names, in index order, as the C triggers read them) come
+--     from one catalog query, cached for the rest of the transaction in the
+--     setting pgq.trg_<table oid> (see the stamp below);
+--   * logutriga INSERT/DELETE: the row's own text form (record_out: every
+--     column through its type's output function, dropped columns left out)
+--     is split into fields at its double quotes when it holds no backslash and
+--     no "" (then no field is escaped); names and values are urlencoded in one
+--     string ('%' and the commonest unsafe characters by replace(), any other
+--     one found by a regex search and replaced everywhere, space last) and
+--     paired up by one format();
+--   * otherwise the column values come from json_each_text(row_to_json(row))
+--     when every column type renders there as its text output (bool and the
+--     date/time types turned back from their JSON form), else from splitting
+--     the row's text form with a regex;
 --   * jsontriga uses row_to_json() when every column type renders there as
 --     the C trigger renders it, else builds the object column by column;
 --   * sqltriga quotes with quote_ident() / quote_literal().
@@ -78,6 +84,13 @@ declare
     v_sep       boolean;
     v_out       text;
     v_j         integer;
+    v_fast      boolean;
+    v_rowjson   boolean;
+    v_need      boolean;
+    v_key       text;
+    v_stamp     text;
+    v_meta      text[];
+    v_split     boolean := false;
 begin
     -- invocation rules
     if TG_OP = 'TRUNCATE' then
@@ -160,17 +173,44 @@ begin
             v_table, v_queue, TG_OP using errcode = 'XX000';
     end if;
 
-    -- table: column names and types in column order, primary key in index order
-    select pg_catalog.array_agg(a.attname::text order by a.attnum),
-           pg_catalog.array_agg(a.atttypid order by a.attnum),
-           (select pg_catalog.array_agg(k.attname::text order by k.attnum)
-              from pg_catalog.pg_index i
-              join pg_catalog.pg_attribute k on k.attrelid = i.indexrelid
-             where i.indrelid = TG_RELID and i.indisprimary
-               and k.attnum > 0 and not k.attisdropped)
-      into v_names, v_types, v_pkey
-      from pg_catalog.pg_attribute a
-     where a.attrelid = TG_RELID and a.attnum > 0 and not a.attisdropped;
+    -- table: column names and types in column order, primary key in index order.
+    -- Cached for the rest of the transaction in the setting pgq.trg_<table oid>,
+    -- stamped with the transaction id and this backend's count of row changes
+    -- to pg_attribute and pg_index in it.  The statement firing this trigger
+    -- holds a lock on the table until the transaction ends, so no other session
+    -- can alter its columns or primary key meanwhile; a change by this session
+    -- bumps the count.
+    -- Those counts exist only with track_counts on (without it nothing is
+    -- cached; a superuser switching it off and on again inside a transaction
+    -- around an ALTER of the table would defeat the stamp).  Anyone who can
+    -- write the setting can call pgq.insert_event directly anyway.
+    v_key := 'pgq.trg_' || TG_RELID::text;
+    if pg_catalog.current_setting('track_counts') = 'on' then
+        v_stamp := pg_catalog.pg_current_xact_id_if_assigned()::text || ':'
+            || (pg_catalog.pg_stat_get_xact_tuples_inserted(1249) + pg_catalog.pg_stat_get_xact_tuples_updated(1249)
+                + pg_catalog.pg_stat_get_xact_tuples_deleted(1249) + pg_catalog.pg_stat_get_xact_tuples_inserted(2610)
+                + pg_catalog.pg_stat_get_xact_tuples_updated(2610) + pg_catalog.pg_stat_get_xact_tuples_deleted(2610))::text;
+    end if;
+    v_meta := nullif(pg_catalog.current_setting(v_key, true), '')::text[];
+    if v_stamp is not null and v_meta[1] = v_stamp then
+        v_names := v_meta[2]::text[];
+        v_types := v_meta[3]::oid[];
+        v_pkey := v_meta[4]::text[];
+    else
+        select pg_catalog.array_agg(a.attname::text order by a.attnum),
+               pg_catalog.array_agg(a.atttypid order by a.attnum),
+               (select pg_catalog.array_agg(k.attname::text order by k.attnum)
+                  from pg_catalog.pg_index i
+                  join pg_catalog.pg_attribute k on k.attrelid = i.indexrelid
+                 where i.indrelid = TG_RELID and i.indisprimary
+                   and k.attnum > 0 and not k.attisdropped)
+          into v_names, v_types, v_pkey
+          from pg_catalog.pg_attribute a
+         where a.attrelid = TG_RELID and a.attnum > 0 and not a.attisdropped;
+        if v_stamp is not null then
+            perform pg_catalog.set_config(v_key, array[v_stamp, v_names::text, v_types::text, v_pkey::text]::text, false);
+        end if;
+    end if;
     v_pkey := coalesce(v_pkarg, v_pkey, '{}');
     v_n := coalesce(cardinality(v_names), 0);
 
@@ -180,8 +220,7 @@ begin
         if c_kind = 'json' then
             v_ev[1] := '{"op":"TRUNCATE","table":[' || pg_catalog.to_json(TG_TABLE_SCHEMA)::text
                 || ',' || pg_catalog.to_json(TG_TABLE_NAME)::text || '],"pkey":['
-                || coalesce((select pg_catalog.string_agg(pg_catalog.to_json(p)::text, ',')
-                               from pg_catalog.unnest(v_pkey) p), '') || ']}';
+                || substr(pg_catalog.array_to_json(v_pkey)::text, 2) || '}';
             v_ev[2] := '{}';
         end if;
         perform pgq.insert_event(v_queue, v_ev[1], v_ev[2], v_table, null, null, null);
@@ -192,35 +231,164 @@ begin
         raise exception 'Update/Delete on table without pkey' using errcode = 'XX000';
     end if;
 
-    -- the row(s) as text values in column order
-    if TG_OP <> 'DELETE' then
-        v_s := NEW::text;
-        v_s := substr(v_s, 2, length(v_s) - 2);
-        if strpos(v_s, '"') = 0 then
-            v_new := pg_catalog.string_to_array(v_s, ',', '');
+    -- jsontriga INSERT/DELETE with nothing to leave out or override, every
+    -- column of a type row_to_json() renders as the C trigger does: one step
+    if c_kind = 'json' and TG_OP <> 'UPDATE' and v_ignore is null and v_when is null and not v_has_expr
+       and v_types <@ '{16,17,18,19,20,21,23,25,1042,1043,1082,1083,1114,1184,2950}'::oid[]
+       and strpos(pg_catalog.array_to_string(v_names, ','), '_pgq_ev_') = 0 then
+        perform pgq.insert_event(v_queue,
+            '{"op":"' || TG_OP || '","table":[' || pg_catalog.to_json(TG_TABLE_SCHEMA)::text
+                || ',' || pg_catalog.to_json(TG_TABLE_NAME)::text || '],"pkey":['
+                || substr(pg_catalog.array_to_json(v_pkey)::text, 2) || '}',
+            case when TG_OP = 'DELETE' then pg_catalog.row_to_json(OLD)
+                 else pg_catalog.row_to_json(NEW) end::text,
+            v_table, null, null, null);
+        return case when TG_WHEN = 'AFTER' or v_skip then null
+                    when TG_OP = 'DELETE' then OLD else NEW end;
+    end if;
+
+    -- the row(s) as text values in column order.  For the common built-in types
+    -- json_each_text(row_to_json(row)) gives each column's text output (bool and
+    -- the date/time types are turned back from their JSON form); otherwise the
+    -- row's own text form is split back into column values.
+    v_fast := v_types <@ '{16,17,18,19,20,21,23,25,26,28,700,701,1042,1043,1082,1083,1114,1184,1186,1266,1700,2950}'::oid[];
+    v_rowjson := v_types <@ '{16,17,18,19,20,21,23,25,1042,1043,1082,1083,1114,1184,2950}'::oid[];
+    v_magic := strpos(pg_catalog.array_to_string(v_names, ','), '_pgq_ev_') > 0;
+    v_need := c_kind = 'sql' or TG_OP = 'UPDATE' or v_magic or v_ignore is not null
+              or (c_kind = 'json' and not v_rowjson);
+    if not v_need and c_kind = 'logu' then
+        if TG_OP = 'DELETE' then
+            v_s := OLD::text;
         else
+            v_s := NEW::text;
+        end if;
+        v_split := v_n > 0 and strpos(v_s, '\') = 0 and strpos(v_s, '""') = 0
+                   and strpos(v_s, E'\x01') = 0 and strpos(v_s, E'\x02') = 0
+                   and strpos(pg_catalog.array_to_string(v_names, ''), E'\x01') = 0
+                   and strpos(pg_catalog.array_to_string(v_names, ''), E'\x02') = 0;
+        v_need := not v_split and not v_fast;
+    end if;
+    if v_split then
+        -- logutriga, INSERT/DELETE, the row's text form without backslashes
+        -- and empty strings (""): every double quote opens or closes a field,
+        -- so splitting there leaves the pieces outside quotes at odd places,
+        -- where a comma ends a field; the outer parentheses are the first and
+        -- last character.  Result: "name\x02name...\x01value\x02value...\x02",
+        -- an empty value being NULL (the last \x02 keeps a lone empty value).
+        v_parts := pg_catalog.string_to_array(v_s, '"');
+        v_j := cardinality(v_parts);
+        for v_i in 1 .. v_j by 2 loop
+            v_parts[v_i] := replace(v_parts[v_i], ',', E'\x02');
+        end loop;
+        v_parts[1] := substr(v_parts[1], 2);
+        v_parts[v_j] := left(v_parts[v_j], -1);
+        v_u := pg_catalog.array_to_string(v_names, E'\x02') || E'\x01'
+            || pg_catalog.array_to_string(v_parts, '') || E'\x02';
+        if v_when is null and not v_has_expr then
+            -- nothing else to do: urlencode (as in the payload section below),
+            -- pair names and values, queue
+            v_s := replace(replace(replace(replace(replace(replace(replace(replace(v_u,
+                       '%', '%25'), '+', '%2b'), ',', '%2c'), ':', '%3a'), ';', '%3b'),
+                       '&', '%26'), '=', '%3d'), '/', '%2f');
+            loop
+                v_c := pg_catalog.substring(v_s, E'[^-0-9A-Za-z_.% \x01\x02]');
+                exit when v_c is null;
+                v_s := replace(v_s, v_c, case when octet_length(v_c) = 1
+                    then '%' || lpad(pg_catalog.to_hex(ascii(v_c)), 2, '0')
+                    else pg_catalog.regexp_replace(
+                        pg_catalog.encode(pg_catalog.convert_to(v_c, pg_catalog.getdatabaseencoding()), 'hex'),
+                        '(..)', '%\1', 'g') end);
+            end loop;
+            v_s := replace(v_s, ' ', '+');
+            perform pgq.insert_event(v_queue, left(TG_OP, 1) || ':' || pg_catalog.array_to_string(v_pkey, ','),
+                left(replace(pg_catalog.format(
+                    replace(replace(split_part(v_s, E'\x01', 1), '%', '%%'), E'\x02', '=%s&') || '=%s&',
+                    variadic pg_catalog.string_to_array(split_part(v_s, E'\x01', 2), E'\x02')), '=&', '&'), -1),
+                v_table, null, null, null);
+            return case when TG_WHEN = 'AFTER' or v_skip then null
+                        when TG_OP = 'DELETE' then OLD else NEW end;
+        end if;
+    elsif not v_need and c_kind = 'logu' then
+        -- "name\x01value\x02..." straight from the row; v_eq: the data holds \x01 or \x02
+        if TG_OP = 'DELETE' then
+            select pg_catalog.string_agg(case when x.v is null then x.k else x.k || E'\x01' || x.v end,
+                                         E'\x02' order by x.o),
+                   pg_catalog.bool_or(strpos(x.k || coalesce(x.v, ''), E'\x01') > 0
+                                      or strpos(x.k || coalesce(x.v, ''), E'\x02') > 0)
+              into v_u, v_eq
+              from (select j.k, j.o,
+                           case v_types[j.o] when 16 then case j.v when 'true' then 't' when 'false' then 'f' end
+                                             when 1082 then j.v::pg_catalog.date::text
+                                             when 1114 then j.v::pg_catalog.timestamp::text
+                                             when 1184 then j.v::pg_catalog.timestamptz::text
+                                             else j.v end as v
+                      from pg_catalog.json_each_text(pg_catalog.row_to_json(OLD)) with ordinality as j(k, v, o)) x;
+        else
+            select pg_catalog.string_agg(case when x.v is null then x.k else x.k || E'\x01' || x.v end,
+                                         E'\x02' order by x.o),
+                   pg_catalog.bool_or(strpos(x.k || coalesce(x.v, ''), E'\x01') > 0
+                                      or strpos(x.k || coalesce(x.v, ''), E'\x02') > 0)
+              into v_u, v_eq
+              from (select j.k, j.o,
+                           case v_types[j.o] when 16 then case j.v when 'true' then 't' when 'false' then 'f' end
+                                             when 1082 then j.v::pg_catalog.date::text
+                                             when 1114 then j.v::pg_catalog.timestamp::text
+                                             when 1184 then j.v::pg_catalog.timestamptz::text
+                                             else j.v end as v
+                      from pg_catalog.json_each_text(pg_catalog.row_to_json(NEW)) with ordinality as j(k, v, o)) x;
+        end if;
+        v_need := coalesce(v_eq, false);
+    end if;
+    if v_need and TG_OP <> 'DELETE' then
+        if v_fast then
             v_new := array(
-                select case when m[1] = '' then null
-                            when left(m[1], 1) = '"' then
-                                pg_catalog.regexp_replace(substr(m[1], 2, length(m[1]) - 2),
-                                                          '(["\\])\1', '\1', 'g')
-                            else m[1] end
-                  from pg_catalog.regexp_matches(v_s || ',', '("(?:[^"]|"")*"|[^,]*),', 'g') m);
+                select case v_types[o] when 16 then case v when 'true' then 't' when 'false' then 'f' end
+                                       when 1082 then v::pg_catalog.date::text
+                                       when 1114 then v::pg_catalog.timestamp::text
+                                       when 1184 then v::pg_catalog.timestamptz::text
+                                       else v end
+                  from pg_catalog.json_each_text(pg_catalog.row_to_json(NEW)) with ordinality as j(k, v, o)
+                 order by o);
+        else
+            v_s := NEW::text;
+            v_s := substr(v_s, 2, length(v_s) - 2);
+            if strpos(v_s, '"') = 0 then
+                v_new := pg_catalog.string_to_array(v_s, ',', '');
+            else
+                v_new := array(
+                    select case when m[1] = '' then null
+                                when left(m[1], 1) = '"' then
+                                    pg_catalog.regexp_replace(substr(m[1], 2, length(m[1]) - 2),
+                                                              '(["\\])\1', '\1', 'g')
+                                else m[1] end
+                      from pg_catalog.regexp_matches(v_s || ',', '("(?:[^"]|"")*"|[^,]*),', 'g') m);
+            end if;
         end if;
     end if;
-    if TG_OP <> 'INSERT' then
-        v_s := OLD::text;
-        v_s := substr(v_s, 2, length(v_s) - 2);
-        if strpos(v_s, '"') = 0 then
-            v_old := pg_catalog.string_to_array(v_s, ',', '');
-        else
+    if v_need and TG_OP <> 'INSERT' then
+        if v_fast then
             v_old := array(
-                select case when m[1] = '' then null
-                            when left(m[1], 1) = '"' then
-                                pg_catalog.regexp_replace(substr(m[1], 2, length(m[1]) - 2),
-                                                          '(["\\])\1', '\1', 'g')
-                            else m[1] end
-                  from pg_catalog.regexp_matches(v_s || ',', '("(?:[^"]|"")*"|[^,]*),', 'g') m);
+                select case v_types[o] when 16 then case v when 'true' then 't' when 'false' then 'f' end
+                                       when 1082 then v::pg_catalog.date::text
+                                       when 1114 then v::pg_catalog.timestamp::text
+                                       when 1184 then v::pg_catalog.timestamptz::text
+                                       else v end
+                  from pg_catalog.json_each_text(pg_catalog.row_to_json(OLD)) with ordinality as j(k, v, o)
+                 order by o);
+        else
+            v_s := OLD::text;
+            v_s := substr(v_s, 2, length(v_s) - 2);
+            if strpos(v_s, '"') = 0 then
+                v_old := pg_catalog.string_to_array(v_s, ',', '');
+            else
+                v_old := array(
+                    select case when m[1] = '' then null
+                                when left(m[1], 1) = '"' then
+                                    pg_catalog.regexp_replace(substr(m[1], 2, length(m[1]) - 2),
+                                                              '(["\\])\1', '\1', 'g')
+                                else m[1] end
+                      from pg_catalog.regexp_matches(v_s || ',', '("(?:[^"]|"")*"|[^,]*),', 'g') m);
+            end if;
         end if;
     end if;
     if TG_OP = 'DELETE' then
@@ -230,7 +398,6 @@ begin
     end if;
 
     -- columns left out of the payload: ignored ones and the _pgq_ev_* magic columns
-    v_magic := strpos(pg_catalog.array_to_string(v_names, ','), '_pgq_ev_') > 0;
     if v_ignore is not null or v_magic then
         v_skipcol := array(select n = any(v_ignore) or left(n, 8) = '_pgq_ev_'
                              from pg_catalog.unnest(v_names) n);
@@ -364,8 +531,7 @@ begin
     elsif c_kind = 'json' then
         v_ev[1] := '{"op":"' || TG_OP || '","table":[' || pg_catalog.to_json(TG_TABLE_SCHEMA)::text
             || ',' || pg_catalog.to_json(TG_TABLE_NAME)::text || '],"pkey":['
-            || coalesce((select pg_catalog.string_agg(pg_catalog.to_json(p)::text, ',')
-                           from pg_catalog.unnest(v_pkey) p), '') || ']}';
+            || substr(pg_catalog.array_to_json(v_pkey)::text, 2) || '}';
     else
         v_ev[1] := left(TG_OP, 1) || ':' || pg_catalog.array_to_string(v_pkey, ',');
     end if;
@@ -406,9 +572,16 @@ begin
         else
             -- name=value&...; urlencoded all at once with \x01 / \x02 standing in
             -- for '=' / '&', or piece by piece when the data holds those bytes
-            v_sep := strpos(pg_catalog.array_to_string(v_row, '') || pg_catalog.array_to_string(v_names, ''), E'\x01') = 0
-                 and strpos(pg_catalog.array_to_string(v_row, '') || pg_catalog.array_to_string(v_names, ''), E'\x02') = 0;
-            if v_sep then
+            if not v_need then
+                v_sep := true;
+                v_parts := array[coalesce(v_u, '')];
+            else
+                v_sep := strpos(pg_catalog.array_to_string(v_row, '') || pg_catalog.array_to_string(v_names, ''), E'\x01') = 0
+                     and strpos(pg_catalog.array_to_string(v_row, '') || pg_catalog.array_to_string(v_names, ''), E'\x02') = 0;
+            end if;
+            if not v_need then
+                null;
+            elsif v_sep then
                 select pg_catalog.string_agg(case when v is null then n else n || E'\x01' || v end,
                                              E'\x02' order by o)
                   into v_s
@@ -429,33 +602,37 @@ begin
                 if v_s is null then
                     continue;
                 end if;
-                v_u := pg_catalog.regexp_replace(v_s, '[0-9A-Za-z_.-]+', '', 'g');
-                if v_u <> '' then
-                    if strpos(v_u, '%') > 0 then
-                        v_s := replace(v_s, '%', '%25');
-                        v_u := replace(v_u, '%', '');
+                -- '%' first, the commonest unsafe characters in one go, then
+                -- each other unsafe character in turn (found by one regex
+                -- search), space last; the \x01 / \x02 stand-ins become '=' / '&'
+                v_s := replace(replace(replace(replace(replace(replace(replace(replace(v_s,
+                           '%', '%25'), '+', '%2b'), ',', '%2c'), ':', '%3a'), ';', '%3b'),
+                           '&', '%26'), '=', '%3d'), '/', '%2f');
+                loop
+                    if v_sep then
+                        v_c := pg_catalog.substring(v_s, E'[^-0-9A-Za-z_.% \x01\x02]');
+                    else
+                        v_c := pg_catalog.substring(v_s, '[^-0-9A-Za-z_.% ]');
                     end if;
-                    if strpos(v_u, '+') > 0 then
-                        v_s := replace(v_s, '+', '%2b');
-                        v_u := replace(v_u, '+', '');
-                    end if;
-                    v_eq := strpos(v_u, ' ') > 0;
-                    v_u := replace(v_u, ' ', '');
-                    while v_u <> '' loop
-                        v_c := left(v_u, 1);
-                        v_s := replace(v_s, v_c, pg_catalog.regexp_replace(
+                    exit when v_c is null;
+                    v_s := replace(v_s, v_c, case when octet_length(v_c) = 1
+                        then '%' || lpad(pg_catalog.to_hex(ascii(v_c)), 2, '0')
+                        else pg_catalog.regexp_replace(
                             pg_catalog.encode(pg_catalog.convert_to(v_c, pg_catalog.getdatabaseencoding()), 'hex'),
-                            '(..)', '%\1', 'g'));
-                        v_u := replace(v_u, v_c, '');
-                    end loop;
-                    if v_eq then
-                        v_s := replace(v_s, ' ', '+');
-                    end if;
-                end if;
+                            '(..)', '%\1', 'g') end);
+                end loop;
+                v_s := replace(v_s, ' ', '+');
                 v_parts[v_i] := v_s;
             end loop;
-            if v_sep then
-                v_out := replace(replace(v_parts[1], '%01', '='), '%02', '&');
+            if v_split then
+                -- encoded names and values: one format() pairs them up
+                v_out := pg_catalog.format(
+                    replace(replace(split_part(v_parts[1], E'\x01', 1), '%', '%%'), E'\x02', '=%s&') || '=%s&',
+                    variadic pg_catalog.string_to_array(split_part(v_parts[1], E'\x01', 2), E'\x02'));
+                v_out := replace(v_out, '=&', '&');
+                v_out := left(v_out, -1);
+            elsif v_sep then
+                v_out := replace(replace(v_parts[1], E'\x01', '='), E'\x02', '&');
             else
                 v_out := '';
                 for v_i in 1 .. coalesce(cardinality(v_parts), 0) / 2 loop
