@@ -107,8 +107,6 @@ enum Command {
     /// The admin commands of issue #5 (`create`, `status`, `tail`, …): `pgqd::cli`.
     #[command(flatten)]
     Admin(pgqd::cli::Command),
-    /// Migrate from the pgq extension (issue #9; not implemented yet).
-    Migrate(Reserved),
     /// Queue mover (issue #10; not implemented yet).
     Mover(Reserved),
     /// Queue splitter (issue #10; not implemented yet).
@@ -124,7 +122,6 @@ impl Command {
     fn reserved(&self) -> Option<(&'static str, u32)> {
         Some(match self {
             Command::Install(_) | Command::Admin(_) => return None,
-            Command::Migrate(_) => ("migrate", 9),
             Command::Mover(_) => ("mover", 10),
             Command::Splitter(_) => ("splitter", 10),
             Command::Dispatcher(_) => ("dispatcher", 10),

@@ -145,7 +145,6 @@ fn check_config_ok_and_bad() {
 fn reserved_subcommands_exit_2_and_name_their_issue() {
     // Issue #5's commands are implemented (tests/admin_cli.rs); these are still reserved.
     for (name, issue) in [
-        ("migrate", 9),
         ("mover", 10),
         ("splitter", 10),
         ("dispatcher", 10),

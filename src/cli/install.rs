@@ -183,11 +183,7 @@ async fn install_component(
             }
         }
     }
-    for (name, body) in c.files {
-        tx.batch_execute(body)
-            .await
-            .map_err(sql(format!("{}/{name}", c.dir)))?;
-    }
+    apply_files(tx, c).await?;
     if c.name == "pgq" {
         tx.execute("select pgq.upgrade_schema()", &[])
             .await
@@ -210,6 +206,17 @@ async fn install_component(
         c.name,
         c.files.len()
     ))
+}
+
+/// Runs a component's files, in order, in `tx`, with no checks (used by `pgqd migrate`,
+/// which has done its own).
+pub async fn apply_files(tx: &tokio_postgres::Transaction<'_>, c: &Component) -> Result<(), Error> {
+    for (name, body) in c.files {
+        tx.batch_execute(body)
+            .await
+            .map_err(sql(format!("{}/{name}", c.dir)))?;
+    }
+    Ok(())
 }
 
 enum Installed {

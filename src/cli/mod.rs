@@ -13,6 +13,7 @@ pub mod create;
 pub mod drop;
 pub mod insert;
 pub mod install;
+pub mod migrate;
 pub mod pause;
 pub mod register;
 pub mod resume;
@@ -140,6 +141,18 @@ pub enum Command {
     ///
     /// Example: pgqd tail --dbname app orders --format json
     Tail(tail::Args),
+    /// Migrate a database from the C extension pgq 3.5 to this schema.
+    ///
+    /// In one transaction: releases the extension's tables, sequences and functions,
+    /// drops the extension, and installs this schema over them (queues, ticks, consumer
+    /// positions, open batches, events and retry events are kept; functions keep their
+    /// OIDs, so user triggers on pgq.logutriga/sqltriga/jsontriga keep working).
+    /// Refuses while pgq_node, pgq_coop or pgq_ext are installed as extensions. A
+    /// database without the extension has nothing to migrate (exit 0). --dry-run does
+    /// it all and rolls back.
+    ///
+    /// Example: pgqd migrate --dbname app --dry-run
+    Migrate(migrate::Args),
 }
 
 impl Command {
@@ -159,6 +172,7 @@ impl Command {
             Command::Insert(_) => "insert",
             Command::RetryQueue(_) => "retry-queue",
             Command::Tail(_) => "tail",
+            Command::Migrate(_) => "migrate",
         }
     }
 
@@ -177,6 +191,7 @@ impl Command {
             Command::Insert(a) => insert::run(a).await,
             Command::RetryQueue(a) => retry_queue::run(a).await,
             Command::Tail(a) => tail::run(a).await,
+            Command::Migrate(a) => migrate::run(a).await,
         }
     }
 }
