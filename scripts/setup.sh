@@ -4,6 +4,7 @@
 #
 #   postgresql-15        server binaries for the throwaway test clusters
 #   postgresql-15-pgq3   the real pgq 3.5 extension: the oracle of the differential tests
+#   postgresql-15-pgq-node  pgq_node 3.5 (the daemon runs its maintenance hook; migrate refuses it)
 #   pgqd, python3-pgq    the C daemon and the Python clients (compatibility tests, bench)
 #   systemd              systemd-analyze, to verify the unit file
 #   util-linux           runuser, to run initdb/postgres as an unprivileged user
@@ -24,7 +25,7 @@ echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/pgqd
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    postgresql-15 postgresql-client-15 postgresql-15-pgq3 pgqd python3-pgq \
+    postgresql-15 postgresql-client-15 postgresql-15-pgq3 postgresql-15-pgq-node pgqd python3-pgq \
     systemd util-linux ca-certificates >/dev/null
 
 # PostgreSQL 13, 14, 16, 17, 18 for the smoke matrix (scripts/test.sh stage majors): npm
