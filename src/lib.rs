@@ -2,9 +2,16 @@
 //!
 //! Layout:
 //! - [`schema`]: the SQL components (`sql/`) embedded in install order, and their version;
-//! - [`conn`]: connecting like libpq (connection strings, `PG*` variables, defaults);
+//! - [`config`]: the daemon's typed configuration, read from TOML or the C pgqd's INI;
+//! - [`conn`]: connecting like libpq (connection strings, `PG*` variables, `.pgpass`, TLS);
 //! - [`pgerr`]: describing server errors by SQLSTATE for logs and messages;
-//! - [`cli`]: subcommands that act on a database and exit (`install`, …).
+//! - [`sql`]: every statement the daemon sends, as named constants;
+//! - [`daemon`]: the long-running part. Data flows one way: discovery lists databases →
+//!   the supervisor starts or stops one task per database → each task runs its ticker,
+//!   maintenance and retry lanes in turn on one connection from the broker; signals turn
+//!   into reload/shutdown intents; counters feed the stats line;
+//! - [`logging`]: text or JSON log lines to stderr, a reopenable logfile, or syslog;
+//! - [`cli`]: subcommands that act on a database and exit (`install`, `migrate`, `status`, …).
 
 pub mod cli;
 pub mod config;
