@@ -11,7 +11,6 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::{ClusterOptions, TestCluster};
@@ -87,7 +86,7 @@ impl Drop for CPgqd {
     }
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, checking that the daemon still runs;
+/// Polls `check` until it returns `Some`, checking that the daemon still runs;
 /// panics after `timeout` naming `what`.
 fn wait_until<T>(
     d: &mut CPgqd,
@@ -95,18 +94,12 @@ fn wait_until<T>(
     timeout: Duration,
     mut check: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        d.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        sleep(Duration::from_millis(100));
-    }
+    common::wait_until(what, timeout, || {
+        check().or_else(|| {
+            d.assert_running();
+            None
+        })
+    })
 }
 
 fn ticks(c: &TestCluster, db: &str, queue: &str) -> i64 {

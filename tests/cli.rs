@@ -9,10 +9,10 @@ mod common;
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestCluster;
+use common::{TestCluster, wait_exit, wait_until_true};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgqd");
 
@@ -36,34 +36,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     fs::write(&p, text).expect("write test file");
     p
-}
-
-/// Polls `check` every 20 ms until it is true, or panics after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits for a child to exit, killing it and failing after `timeout`.
-fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return st.code().unwrap_or(-1);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pgqd did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn signal(pid: u32, sig: nix::sys::signal::Signal) {
@@ -283,7 +255,9 @@ fn notify_socket_gets_ready_then_stopping_and_pidfile_is_removed() {
     );
     signal(child.id(), nix::sys::signal::Signal::SIGTERM);
     recv_until(&sock, "STOPPING=1", Duration::from_secs(15), &mut got);
-    let rc = wait_exit(&mut child, Duration::from_secs(15));
+    let rc = wait_exit(&mut child, Duration::from_secs(15))
+        .code()
+        .unwrap_or(-1);
     assert_eq!(rc, 0, "log:\n{}", log_of(dir.path()));
     assert!(!pidfile.exists(), "pidfile left behind");
     let ready_at = got.iter().position(|m| m.contains("READY=1")).unwrap();
@@ -304,7 +278,7 @@ fn sighup_with_invalid_file_keeps_running_and_valid_reload_applies() {
         .spawn()
         .expect("spawn pgqd");
     let pidfile = dir.path().join("pgqd.pid");
-    wait_until("pidfile", Duration::from_secs(15), || {
+    wait_until_true("pidfile", Duration::from_secs(15), || {
         fs::read_to_string(&pidfile).is_ok_and(|s| s.trim() == child.id().to_string())
     });
     let good = fs::read_to_string(&cfg).unwrap();
@@ -313,7 +287,7 @@ fn sighup_with_invalid_file_keeps_running_and_valid_reload_applies() {
     // -r itself reads the (now invalid) file to find the pidfile: that is a config error.
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     signal(child.id(), nix::sys::signal::Signal::SIGHUP);
-    wait_until("reload failure logged", Duration::from_secs(10), || {
+    wait_until_true("reload failure logged", Duration::from_secs(10), || {
         log_of(dir.path()).contains("config reload failed")
     });
     assert!(
@@ -323,12 +297,17 @@ fn sighup_with_invalid_file_keeps_running_and_valid_reload_applies() {
     fs::write(&cfg, good.replace("\"100ms\"", "\"300ms\"")).unwrap();
     let o = pgqd(&["-r", cfg.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    wait_until("reload logged", Duration::from_secs(10), || {
+    wait_until_true("reload logged", Duration::from_secs(10), || {
         log_of(dir.path()).contains("config reloaded")
     });
     let o = pgqd(&["-s", cfg.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(15))
+            .code()
+            .unwrap_or(-1),
+        0
+    );
     assert!(!pidfile.exists());
 }
 
@@ -343,16 +322,21 @@ fn logfile_is_reopened_on_sighup() {
         .spawn()
         .expect("spawn pgqd");
     let log = dir.path().join("pgqd.log");
-    wait_until("first log line", Duration::from_secs(15), || {
+    wait_until_true("first log line", Duration::from_secs(15), || {
         log_of(dir.path()).contains("starting pgqd")
     });
     fs::rename(&log, dir.path().join("pgqd.log.1")).unwrap();
     signal(child.id(), nix::sys::signal::Signal::SIGHUP);
-    wait_until("new log file", Duration::from_secs(10), || {
+    wait_until_true("new log file", Duration::from_secs(10), || {
         log_of(dir.path()).contains("config reloaded")
     });
     signal(child.id(), nix::sys::signal::Signal::SIGINT);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(15))
+            .code()
+            .unwrap_or(-1),
+        0
+    );
 }
 
 #[test]
@@ -363,7 +347,7 @@ fn daemonize_then_stop_with_s() {
     let o = pgqd(&["-d", cfg.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let pidfile = dir.path().join("pgqd.pid");
-    wait_until("pidfile of the daemon", Duration::from_secs(15), || {
+    wait_until_true("pidfile of the daemon", Duration::from_secs(15), || {
         fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<i32>().is_ok())
     });
     let pid: i32 = fs::read_to_string(&pidfile)
@@ -377,7 +361,7 @@ fn daemonize_then_stop_with_s() {
     assert!(stderr(&o).contains("another instance"), "{}", stderr(&o));
     let o = pgqd(&["-s", cfg.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    wait_until("daemon exit", Duration::from_secs(20), || {
+    wait_until_true("daemon exit", Duration::from_secs(20), || {
         !pidfile::alive(pid)
     });
     assert!(

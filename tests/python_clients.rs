@@ -13,10 +13,9 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::TestCluster;
+use common::{TestCluster, wait_until_true};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -103,18 +102,6 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// Polls `check` every 50 ms until it returns true, or panics after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -223,7 +210,7 @@ fn coop_consumer_subconsumers_and_takeover() {
     );
     c.psql("src", "select pgq.ticker('cq')");
     let mut v = Running::start("coop", &victim);
-    wait_until(
+    wait_until_true(
         "the victim to hold its batch",
         Duration::from_secs(15),
         || stall_file.exists(),
@@ -253,14 +240,14 @@ fn coop_consumer_subconsumers_and_takeover() {
     }
     let total = event_count(&c, "src", "cq");
     assert_eq!(total, 550);
-    wait_until(
+    wait_until_true(
         "every event to be processed",
         Duration::from_secs(30),
         || applied(&c, "src").0 >= total,
     );
     // Let the workers poll a little more: nothing may be processed twice later either.
     produce(&c, "src", "cq", "data", 10);
-    wait_until("the last batch", Duration::from_secs(15), || {
+    wait_until_true("the last batch", Duration::from_secs(15), || {
         applied(&c, "src").0 >= total + 10
     });
     assert_eq!(
