@@ -38,18 +38,17 @@ import datetime
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sql_bench import ROOT, Cluster, our_schema, run  # noqa: E402
+
 C_PGQD = os.environ.get("C_PGQD", "/usr/bin/pgqd")
 OUR_PGQD = os.path.join(ROOT, "target", "release", "pgqd")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -57,10 +56,6 @@ CONSUMER = "c"
 MEASURER_APP = "daemon_bench"
 LATENCY_DBS = 10
 POLL = 0.005
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
 def log(msg):
@@ -156,61 +151,6 @@ class Conn:
 
 
 # ---------------------------------------------------------------- the cluster
-
-class Cluster:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="pgqd-dbench-")
-        self.user = "postgres" if os.geteuid() == 0 else None
-        if self.user:
-            shutil.chown(self.dir, self.user, self.user)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.data = os.path.join(self.dir, "data")
-        self.logfile = os.path.join(self.dir, "log")
-        self.server(["initdb", "-N", "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                     "--no-locale", "-D", self.data])
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write("\n".join([
-                "listen_addresses = '127.0.0.1'",
-                f"port = {self.port}",
-                f"unix_socket_directories = '{self.dir}'",
-                "fsync = off", "synchronous_commit = off", "full_page_writes = off",
-                "max_connections = 1200", "shared_buffers = 256MB",
-            ]) + "\n")
-        self.server(["pg_ctl", "-D", self.data, "-l", self.logfile, "-w", "start"])
-        with open(os.path.join(self.data, "postmaster.pid")) as f:
-            self.postmaster = int(f.readline())
-
-    def server(self, args):
-        cmd = [os.path.join(BINDIR, args[0])] + args[1:]
-        if self.user:
-            cmd = ["runuser", "-u", self.user, "--"] + cmd
-        return run(cmd)
-
-    def env(self):
-        e = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        e.update(PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="postgres")
-        return e
-
-    def psql(self, db, sql, single=False):
-        args = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db]
-        if single:
-            args.append("-1")
-        return run(args, input=sql, env=self.env()).stdout.strip()
-
-    def stop(self):
-        try:
-            self.server(["pg_ctl", "-D", self.data, "-m", "immediate", "stop"])
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def our_schema():
-    d = os.path.join(ROOT, "sql", "pgq")
-    return "".join(open(os.path.join(d, f)).read() + "\n"
-                   for f in sorted(os.listdir(d)) if f.endswith(".sql"))
-
 
 def queue_names(q):
     return [f"q{i}" for i in range(1, q + 1)]
@@ -506,7 +446,7 @@ def main():
         sys.exit(f"{OUR_PGQD} missing: cargo build --release --bin pgqd")
 
     started = datetime.datetime.utcnow()
-    c = Cluster()
+    c = Cluster(prefix="pgqd-dbench-")
     m = None
     try:
         log(f"cluster on port {c.port}; creating {args.dbs} databases x {args.queues} queues")

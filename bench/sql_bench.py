@@ -40,18 +40,22 @@ def run(cmd, **kw):
 
 
 class Cluster:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="pgqd-bench-")
+    """A throwaway cluster with the BENCH.md settings, listening on 127.0.0.1 (a free
+    port). Shared by the benchmarks under bench/."""
+
+    def __init__(self, prefix="pgqd-bench-"):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
         self.user = "postgres" if os.geteuid() == 0 else None
         if self.user:
             shutil.chown(self.dir, self.user, self.user)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        data = os.path.join(self.dir, "data")
+        self.data = os.path.join(self.dir, "data")
+        self.logfile = os.path.join(self.dir, "log")
         self.server(["initdb", "-N", "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                     "--no-locale", "-D", data])
-        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+                     "--no-locale", "-D", self.data])
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("\n".join([
                 "listen_addresses = '127.0.0.1'",
                 f"port = {self.port}",
@@ -59,7 +63,9 @@ class Cluster:
                 "fsync = off", "synchronous_commit = off", "full_page_writes = off",
                 "max_connections = 1200", "shared_buffers = 256MB",
             ]) + "\n")
-        self.server(["pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "start"])
+        self.server(["pg_ctl", "-D", self.data, "-l", self.logfile, "-w", "start"])
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            self.postmaster = int(f.readline())
 
     def server(self, args):
         cmd = [os.path.join(BINDIR, args[0])] + args[1:]
@@ -68,7 +74,8 @@ class Cluster:
         return run(cmd)
 
     def env(self):
-        e = dict(os.environ)
+        # inherited PG* variables must not redirect the benchmark's clients
+        e = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         e.update(PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="postgres")
         return e
 
@@ -80,7 +87,7 @@ class Cluster:
 
     def stop(self):
         try:
-            self.server(["pg_ctl", "-D", os.path.join(self.dir, "data"), "-m", "immediate", "stop"])
+            self.server(["pg_ctl", "-D", self.data, "-m", "immediate", "stop"])
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
