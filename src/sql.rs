@@ -75,16 +75,90 @@ select q.queue_name::text,
          where c.oid = pg_catalog.to_regclass(q.queue_event_seq) and c.relkind = 'S') s on true
  order by q.queue_name";
 
-/// Tick one queue; pgq decides whether a tick is due and returns its id or NULL.
-/// Sent as its own statement, so each queue ticks in its own transaction.
-pub const TICK: &str = "select pgq.ticker($1)";
+/// Key of the cluster leader lock (a session advisory lock in the control database):
+/// the daemon holding it ticks and maintains; others wait as standbys (issue #8).
+/// In `pg_locks`: classid 1885828452 ("pgqd"), objid 0, objsubid 1.
+pub const LEADER_KEY: i64 = 0x7067_7164_0000_0000;
+
+/// Key of the per-database fence: the leader holds it as a session lock on its connection
+/// to each database, and every tick, retry and maintenance transaction takes it again as a
+/// transaction lock before writing — which fails while another daemon's session holds it,
+/// so a stale daemon cannot write. In `pg_locks`: classid 1885828452, objid 1, objsubid 1.
+pub const FENCE_KEY: i64 = 0x7067_7164_0000_0001;
+
+/// Takes a session advisory lock without waiting (`$1` = key); true when held.
+pub const TRY_SESSION_LOCK: &str = "select pg_catalog.pg_try_advisory_lock($1::int8)";
+
+/// Who holds advisory lock `$1` in this database: pid, application_name, client address.
+pub const LOCK_HOLDER: &str = "\
+select l.pid, coalesce(a.application_name, '')::text,
+       coalesce(pg_catalog.host(a.client_addr), 'local')::text
+  from pg_catalog.pg_locks l
+  left join pg_catalog.pg_stat_activity a on a.pid = l.pid
+ where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+   and l.database = (select oid from pg_catalog.pg_database
+                      where datname = pg_catalog.current_database())
+   and ((l.classid::int8 << 32) | l.objid::int8) = $1::int8
+ limit 1";
+
+/// The control connection's view of the server: whether it is in recovery (never tick a
+/// standby server) and whether the database we are in is a template (then the control
+/// connection moves to `postgres`: `CREATE DATABASE` fails while anyone is connected to
+/// its template).
+pub const CONTROL_PROBE: &str = "\
+select pg_catalog.pg_is_in_recovery(),
+       coalesce((select datistemplate from pg_catalog.pg_database
+                  where datname = pg_catalog.current_database()), false)";
+
+/// The cluster-wide write signal: the current snapshot as `xmin:xmax:xip,…` text. Its
+/// xmax moves only when a transaction that wrote something, anywhere in the cluster,
+/// ends (issue #7). Cheap: no table is read.
+pub const SNAPSHOT: &str = "select pg_catalog.txid_current_snapshot()::text";
+
+/// Databases where a client session (not ours: `$2` = our application_name) changed state
+/// since `$1`, with the server's clock for the next call. Run only after the snapshot
+/// says someone else wrote. Sessions of other roles show a NULL `state_change` unless we
+/// are a member of `pg_read_all_stats`; those are caught by [`DB_WRITE_COUNTERS`] instead.
+pub const ACTIVE_DATABASES: &str = "\
+select pg_catalog.statement_timestamp(),
+       array(select distinct a.datname::text from pg_catalog.pg_stat_activity a
+              where a.state_change >= $1 and a.datname is not null
+                and a.pid <> pg_catalog.pg_backend_pid()
+                and a.application_name is distinct from $2::text)";
+
+/// Rows written per database so far (flushed by each backend at most about once a
+/// second, and at exit): the slower signal that also sees short-lived sessions.
+pub const DB_WRITE_COUNTERS: &str = "\
+select datname::text, (tup_inserted + tup_updated + tup_deleted)::int8
+  from pg_catalog.pg_stat_database where datname is not null";
+
+/// Tick one queue under the fence, in one transaction: `$1` queue, `$2` [`FENCE_KEY`].
+/// Columns: fence taken; the new tick id (NULL when pgq found no tick due, or the fence
+/// was refused); the transaction's txid if it wrote (so the activity signal can tell our
+/// writes from others'). With `$3` true, a tick made also sends `NOTIFY pgqd_tick` with the
+/// queue name as payload, in the same transaction, for consumers that wait on it.
+/// `offset 0` keeps the fence before the tick: the subquery is not pulled up.
+pub const TICK: &str = "\
+select t.ok, t.tick_id,
+       case when t.tick_id is not null and $3::bool
+            then (select true from pg_catalog.pg_notify('pgqd_tick', $1::text)) end,
+       pg_catalog.txid_current_if_assigned()::int8
+  from (select f.ok, case when f.ok then pgq.ticker($1::text) end as tick_id
+          from (select pg_catalog.pg_try_advisory_xact_lock($2::int8) as ok offset 0) f
+        offset 0) t";
+
+/// The channel of the per-tick notification (payload: queue name).
+pub const TICK_CHANNEL: &str = "pgqd_tick";
 
 /// What maintenance to run now, in order (reference §4.5).
 pub const MAINT_OPERATIONS: &str =
     "select func_name::text, func_arg::text from pgq.maint_operations()";
 
 /// Move due retry events back into their queue; returns how many moved (at most 10).
-pub const RETRY: &str = "select pgq.maint_retry_events()::int8";
+pub const RETRY: &str = "\
+select case when pg_catalog.pg_try_advisory_xact_lock($1::int8)
+            then pgq.maint_retry_events() end::int8,
+       pg_catalog.txid_current_if_assigned()::int8";
 
 /// A name from `pgq.maint_operations()` that cannot be a safe `schema.name` identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +186,16 @@ pub fn quote_qualified(name: &str) -> Result<String, BadName> {
         quote_part(schema, name)?,
         quote_part(obj, name)?
     ))
+}
+
+/// A maintenance call runs only under the per-database fence ([`FENCE_KEY`], as a
+/// transaction lock); refused, it reads as NULL (0: nothing more to do). The second column
+/// is the txid when the call wrote (see [`TICK`]).
+fn fenced(call: &str) -> String {
+    format!(
+        "select case when pg_catalog.pg_try_advisory_xact_lock({FENCE_KEY}) then ({call})::text end, \
+         pg_catalog.txid_current_if_assigned()::int8"
+    )
 }
 
 /// What to do for one row of `pgq.maint_operations()`.
@@ -150,11 +234,11 @@ pub fn maint_call(func_name: &str, func_arg: Option<&str>) -> Result<MaintCall, 
     let f = quote_qualified(func_name)?;
     Ok(match func_arg {
         Some(_) => MaintCall::Function {
-            sql: format!("select ({f}($1))::text"),
+            sql: fenced(&format!("{f}($1)")),
             with_arg: true,
         },
         None => MaintCall::Function {
-            sql: format!("select ({f}())::text"),
+            sql: fenced(&format!("{f}()")),
             with_arg: false,
         },
     })
@@ -215,10 +299,7 @@ mod tests {
         else {
             panic!("not a function call")
         };
-        assert_eq!(
-            sql,
-            "select (\"public\".\"f\"\"(); drop table x; --\"())::text"
-        );
+        assert_eq!(sql, fenced("\"public\".\"f\"\"(); drop table x; --\"()"));
     }
 
     #[test]
@@ -239,14 +320,14 @@ mod tests {
         assert_eq!(
             maint_call("pgq.maint_rotate_tables_step1", Some("q")).unwrap(),
             MaintCall::Function {
-                sql: "select (\"pgq\".\"maint_rotate_tables_step1\"($1))::text".into(),
+                sql: fenced("\"pgq\".\"maint_rotate_tables_step1\"($1)"),
                 with_arg: true
             }
         );
         assert_eq!(
             maint_call("pgq.maint_rotate_tables_step2", None).unwrap(),
             MaintCall::Function {
-                sql: "select (\"pgq\".\"maint_rotate_tables_step2\"())::text".into(),
+                sql: fenced("\"pgq\".\"maint_rotate_tables_step2\"()"),
                 with_arg: false
             }
         );

@@ -362,6 +362,15 @@ pub fn mask_connstr(s: &str) -> String {
     }
 }
 
+/// Server-side probing of daemon sessions: idle 10 s + 3 × 5 s of silence, or 30 s of
+/// unacknowledged data, and the server drops the session (and its advisory locks).
+pub const SERVER_KEEPALIVES: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"),
+];
+
 /// What a connection needs besides the connection string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -373,6 +382,10 @@ pub struct Settings {
     pub statement_timeout: Option<Duration>,
     /// lock_timeout for the session (None: the server's setting).
     pub lock_timeout: Option<Duration>,
+    /// Ask the server to probe this session too (`tcp_keepalives_*`, `tcp_user_timeout`),
+    /// so a daemon cut off by a partition loses its sessions — and the advisory locks they
+    /// hold — within a bound (issue #8). Daemon connections only.
+    pub server_keepalives: bool,
 }
 
 impl Default for Settings {
@@ -382,6 +395,7 @@ impl Default for Settings {
             application_name: "pgqd".into(),
             statement_timeout: None,
             lock_timeout: None,
+            server_keepalives: false,
         }
     }
 }
@@ -542,16 +556,27 @@ pub fn resolve_with(
     if let Some(d) = settings.lock_timeout {
         options.push_str(&format!(" -c lock_timeout={}", ms(d)));
     }
+    if settings.server_keepalives {
+        // The user's own `-c` options come first in `options`; the server applies the last
+        // setting of a name, so ours would win: skip any the user set.
+        for (k, v) in SERVER_KEEPALIVES {
+            if !options.contains(k) {
+                options.push_str(&format!(" -c {k}={v}"));
+            }
+        }
+    }
     if !options.trim().is_empty() {
         p.set("options", options.trim());
     }
-    // TCP keepalives on every connection, tighter than the OS's 2 hours so a dead server
-    // is noticed within minutes; the connection string may override each.
+    // TCP keepalives and a user timeout on every connection, far tighter than the OS's
+    // 2 hours: a dead server or a partition is noticed within KEEPALIVE_BOUND; the connection
+    // string may override each (README, "High availability").
     for (k, v) in [
         ("keepalives", "1"),
-        ("keepalives_idle", "60"),
-        ("keepalives_interval", "10"),
-        ("keepalives_count", "6"),
+        ("keepalives_idle", "10"),
+        ("keepalives_interval", "5"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", "30000"),
     ] {
         if p.get(k).is_none() {
             p.set(k, v);
@@ -638,6 +663,7 @@ pub fn daemon_target(cfg: &crate::config::Config, dbname: &str) -> Result<Target
             application_name: cfg.application_name.clone(),
             statement_timeout: nz(cfg.statement_timeout),
             lock_timeout: nz(cfg.lock_timeout),
+            server_keepalives: true,
         },
     )
 }
@@ -785,7 +811,9 @@ mod tests {
     #[test]
     fn daemon_settings_go_into_options() {
         let cfg = crate::config::Config {
-            base_connstr: "host=/tmp user=u options='-c work_mem=1MB' password=x".into(),
+            base_connstr:
+                "host=/tmp user=u options='-c work_mem=1MB -c tcp_keepalives_idle=7' password=x"
+                    .into(),
             statement_timeout: Duration::from_secs(5),
             lock_timeout: Duration::from_millis(1500),
             application_name: "pgqd-test".into(),
@@ -794,11 +822,16 @@ mod tests {
         let t = daemon_target(&cfg, "app").unwrap();
         assert_eq!(
             t.pg.get_options(),
-            Some("-c work_mem=1MB -c statement_timeout=5000 -c lock_timeout=1500")
+            Some(
+                "-c work_mem=1MB -c tcp_keepalives_idle=7 -c statement_timeout=5000 \
+                 -c lock_timeout=1500 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 \
+                 -c tcp_user_timeout=30000"
+            ),
+            "the server probes daemon sessions too; the user's own setting wins"
         );
         assert_eq!(t.pg.get_dbname(), Some("app"));
         assert!(t.pg.get_keepalives());
-        assert_eq!(t.pg.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(t.pg.get_keepalives_idle(), Duration::from_secs(10));
         assert_eq!(t.pg.get_application_name(), Some("pgqd-test"));
     }
 

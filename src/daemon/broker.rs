@@ -39,6 +39,8 @@ pub enum Purpose {
     Vacuum,
     /// Listing databases through `initial_database`.
     Discovery,
+    /// The control session: leader lock and activity signal (`control.rs`).
+    Control,
 }
 
 /// A failed statement: a server or client error, or our own client-side deadline.
@@ -50,6 +52,10 @@ pub enum StmtError {
     /// The statement did not answer within statement_timeout plus a margin.
     #[error("no answer within {0:?}")]
     ClientTimeout(Duration),
+    /// The per-database fence (`sql::FENCE_KEY`) was refused: another daemon's session
+    /// holds this database, so nothing was written (issue #8).
+    #[error("the per-database fence was refused: another pgqd holds this database")]
+    Fenced,
 }
 
 impl StmtError {
@@ -57,7 +63,7 @@ impl StmtError {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             StmtError::Pg(e) => crate::pgerr::sqlstate(e),
-            StmtError::ClientTimeout(_) => None,
+            StmtError::ClientTimeout(_) | StmtError::Fenced => None,
         }
     }
 
@@ -65,7 +71,7 @@ impl StmtError {
     pub fn action(&self, core: bool) -> super::classify::Action {
         match self {
             StmtError::Pg(e) => super::classify::classify(e, core),
-            StmtError::ClientTimeout(_) => super::classify::Action::Reconnect,
+            StmtError::ClientTimeout(_) | StmtError::Fenced => super::classify::Action::Reconnect,
         }
     }
 }
@@ -106,7 +112,7 @@ pub struct Broker {
 #[derive(Debug)]
 struct Inner {
     cfg: watch::Receiver<Arc<Config>>,
-    open: [AtomicUsize; 3],
+    open: [AtomicUsize; 4],
 }
 
 fn slot(p: Purpose) -> usize {
@@ -114,6 +120,7 @@ fn slot(p: Purpose) -> usize {
         Purpose::Work => 0,
         Purpose::Vacuum => 1,
         Purpose::Discovery => 2,
+        Purpose::Control => 3,
     }
 }
 

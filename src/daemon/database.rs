@@ -18,12 +18,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::broker::{Broker, DbConn, Purpose};
 use super::classify::{Action, LaneError};
+use super::control::{Role, Signals};
 use super::maint::Maintainer;
 use super::retry::Retrier;
 use super::stats::StatsHandle;
@@ -39,6 +40,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const DUE_MARGIN: Duration = Duration::from_millis(2);
 /// Cap of the jitter of the first maintenance and retry rounds.
 const START_JITTER_MAX: Duration = Duration::from_secs(5);
+/// Least time between two due checks that activity asked for, while no queue has events
+/// waiting (a first event should tick within milliseconds) …
+const POKE_GAP: Duration = Duration::from_millis(5);
+/// … and while some do (their due time is known; only `ticker_max_count` needs looking).
+const POKE_GAP_BUSY: Duration = Duration::from_millis(25);
 
 /// How a database task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +95,13 @@ pub struct Schedule {
     retry_end: Option<Instant>,
     maint_end: Option<Instant>,
     jitter: f64,
+    /// Activity asked for a due check at this time.
+    poked: Option<Instant>,
+    /// The last pass saw events waiting in some queue.
+    busy: bool,
+    /// With a working activity signal, the longest wait between due checks; without one,
+    /// `ticker_period` (as C pgqd).
+    sweep: Option<Duration>,
 }
 
 /// The lanes of a database task.
@@ -114,7 +127,27 @@ impl Schedule {
             retry_end: None,
             maint_end: None,
             jitter,
+            poked: None,
+            busy: false,
+            sweep: None,
         }
+    }
+
+    /// Asks for a due check soon: now, or a short gap after the last one.
+    pub fn poke(&mut self, now: Instant) {
+        let gap = if self.busy { POKE_GAP_BUSY } else { POKE_GAP };
+        let at = self.tick_end.map_or(now, |t| now.max(t + gap));
+        self.poked = Some(self.poked.map_or(at, |p| p.min(at)));
+    }
+
+    /// Sets the longest wait between due checks (None: `ticker_period`).
+    pub fn set_sweep(&mut self, sweep: Option<Duration>) {
+        self.sweep = sweep;
+    }
+
+    /// Records whether the last pass saw events waiting.
+    pub fn set_busy(&mut self, busy: bool) {
+        self.busy = busy;
     }
 
     fn first(&self, period: Duration) -> Instant {
@@ -124,14 +157,14 @@ impl Schedule {
     /// When `lane` is next due under `cfg`.
     pub fn next(&self, lane: Lane, cfg: &Config) -> Instant {
         match lane {
-            Lane::Ticker => match self.tick_end {
-                None => self.start,
-                Some(t) => {
-                    t + self.tick_hint.map_or(cfg.ticker_period, |h| {
-                        (h + DUE_MARGIN).min(cfg.ticker_period)
-                    })
-                }
-            },
+            Lane::Ticker => {
+                let cap = self.sweep.unwrap_or(cfg.ticker_period);
+                let regular = match self.tick_end {
+                    None => self.start,
+                    Some(t) => t + self.tick_hint.map_or(cap, |h| (h + DUE_MARGIN).min(cap)),
+                };
+                self.poked.map_or(regular, |p| p.min(regular))
+            }
             Lane::Retry => match self.retry_end {
                 None => self.first(cfg.retry_period),
                 Some(t) => t + cfg.retry_period,
@@ -163,6 +196,7 @@ impl Schedule {
             Lane::Ticker => {
                 self.tick_end = Some(end);
                 self.tick_hint = hint;
+                self.poked = None;
             }
             Lane::Retry => self.retry_end = Some(end),
             Lane::Maint => self.maint_end = Some(end),
@@ -184,6 +218,10 @@ enum Wake {
     Elapsed,
     Reloaded,
     Cancelled,
+    /// Activity in this database (only when the wait allowed it).
+    Poked,
+    /// The daemon's role changed.
+    Role,
 }
 
 /// One database's worker; see the module docs.
@@ -195,6 +233,12 @@ pub struct DatabaseTask {
     token: CancellationToken,
     stats: StatsHandle,
     quiet_missing: bool,
+    signals: Arc<Signals>,
+    waker: Arc<Notify>,
+    role_rx: watch::Receiver<Role>,
+    role_open: bool,
+    /// The SQL `NOTIFY pgqd_tick` with every tick made.
+    notify_ticks: bool,
     /// SQLSTATE of the last "retry next period" failure per lane, so a persistent failure
     /// is a warning once and debug lines after, and its end is logged.
     failing: std::collections::HashMap<Option<Lane>, String>,
@@ -208,8 +252,14 @@ impl DatabaseTask {
         cfg_rx: watch::Receiver<Arc<Config>>,
         token: CancellationToken,
         stats: StatsHandle,
+        signals: Arc<Signals>,
     ) -> DatabaseTask {
         DatabaseTask {
+            waker: signals.waker(&name),
+            role_rx: signals.role(),
+            role_open: true,
+            notify_ticks: true,
+            signals,
             name,
             broker,
             cfg_rx,
@@ -234,7 +284,9 @@ impl DatabaseTask {
         self.serve().instrument(span).await
     }
 
-    async fn wait_until(&mut self, until: Instant) -> Wake {
+    /// Waits until `until`, a reload, a role change, cancellation — and, with `pokes`,
+    /// activity in this database.
+    async fn wait(&mut self, until: Instant, pokes: bool) -> Wake {
         let sleep = tokio::time::sleep_until(until.into());
         tokio::select! {
             _ = self.token.cancelled() => Wake::Cancelled,
@@ -246,7 +298,19 @@ impl DatabaseTask {
                 }
                 Wake::Reloaded
             }
+            r = self.role_rx.changed(), if self.role_open => {
+                if r.is_err() {
+                    self.role_open = false;
+                }
+                Wake::Role
+            }
+            _ = self.waker.notified(), if pokes => Wake::Poked,
         }
+    }
+
+    /// A wait that only activity must not cut short (backoff, probing).
+    async fn wait_until(&mut self, until: Instant) -> Wake {
+        self.wait(until, false).await
     }
 
     async fn serve(mut self) -> Exit {
@@ -256,6 +320,7 @@ impl DatabaseTask {
         let mut backoff = Backoff::default();
         let mut failing_since: Option<Instant> = None;
         let mut schedule = Schedule::new(Instant::now(), super::random_fraction());
+        let mut fenced_by: Option<String> = None;
         let mut ticker = Ticker::new();
         let mut retrier = Retrier;
         let mut maintainer = Maintainer::new();
@@ -264,6 +329,27 @@ impl DatabaseTask {
                 return Exit::Cancelled;
             }
             let cfg = self.cfg_rx.borrow_and_update().clone();
+
+            // Serve only as the leader (control.rs): a standby or a server in recovery lets
+            // go of the database (and its fence); while leadership is being re-established
+            // the connection, and so the fence, is kept but nothing is written.
+            let role = self.role_rx.borrow_and_update().clone();
+            if role != Role::Leader {
+                if matches!(role, Role::Standby(_) | Role::Recovery) && conn.is_some() {
+                    debug!(role = role.name(), "letting go of the database");
+                    conn = None;
+                    probed = false;
+                }
+                if let Wake::Cancelled = self.wait_until(Instant::now() + cfg.check_period).await {
+                    return Exit::Cancelled;
+                }
+                continue;
+            }
+            schedule.set_sweep(
+                self.signals
+                    .live()
+                    .then(|| cfg.check_period.max(cfg.ticker_period)),
+            );
 
             // A new connection string, a closed socket or an old connection: start afresh.
             if let Some(c) = &conn
@@ -360,6 +446,40 @@ impl DatabaseTask {
                     }
                     continue;
                 }
+                // The per-database fence: held for as long as this connection lives.
+                match take_fence(c).await {
+                    Ok(None) => {
+                        if fenced_by.take().is_some() {
+                            info!("the other pgqd let go of this database; serving it");
+                        }
+                    }
+                    Ok(Some(holder)) => {
+                        if fenced_by.as_deref() != Some(holder.as_str()) {
+                            warn!(holder = %holder, "another pgqd holds this database's fence; waiting for it to let go");
+                            fenced_by = Some(holder);
+                        }
+                        conn = None;
+                        probed = false;
+                        if let Wake::Cancelled =
+                            self.wait_until(Instant::now() + cfg.ticker_period).await
+                        {
+                            return Exit::Cancelled;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        if let Some(exit) =
+                            self.react(None, &e, &mut conn, &mut probed, &mut failing_since)
+                        {
+                            return exit;
+                        }
+                        let d = backoff.next_delay();
+                        if let Wake::Cancelled = self.wait_until(Instant::now() + d).await {
+                            return Exit::Cancelled;
+                        }
+                        continue;
+                    }
+                }
                 if newly_serving {
                     schedule = Schedule::new(Instant::now(), super::random_fraction());
                 }
@@ -369,18 +489,21 @@ impl DatabaseTask {
             let lane = match schedule.due(Instant::now(), &cfg) {
                 Ok(lane) => lane,
                 Err(wake_at) => {
-                    if let Wake::Cancelled = self.wait_until(wake_at).await {
-                        return Exit::Cancelled;
+                    match self.wait(wake_at, true).await {
+                        Wake::Cancelled => return Exit::Cancelled,
+                        Wake::Poked => schedule.poke(Instant::now()),
+                        _ => {}
                     }
                     continue;
                 }
             };
             let result = match lane {
                 Lane::Ticker => ticker
-                    .run_once(c, &self.token)
+                    .run_once(c, &self.token, &self.signals, self.notify_ticks)
                     .instrument(info_span!("ticker"))
                     .await
                     .map(|p| {
+                        schedule.set_busy(p.pending);
                         self.stats.ticks(p.ticked as u64);
                         for _ in 0..p.failed {
                             self.stats.error();
@@ -388,7 +511,7 @@ impl DatabaseTask {
                         p.next_due
                     }),
                 Lane::Retry => retrier
-                    .run_once(c, &self.token)
+                    .run_once(c, &self.token, &self.signals)
                     .instrument(info_span!("retry"))
                     .await
                     .map(|p| {
@@ -513,6 +636,26 @@ impl DatabaseTask {
             (_, Probe::NotYet) => {}
         }
     }
+}
+
+/// Takes the per-database fence as a session lock: None when held, or who holds it.
+async fn take_fence(c: &mut DbConn) -> Result<Option<String>, LaneError> {
+    let rows = c
+        .query(sql::TRY_SESSION_LOCK, &[&sql::FENCE_KEY])
+        .await
+        .map_err(|e| LaneError::other("take the database fence", e))?;
+    if rows
+        .first()
+        .and_then(|r| r.try_get::<_, bool>(0).ok())
+        .unwrap_or(false)
+    {
+        return Ok(None);
+    }
+    Ok(Some(
+        super::control::lock_holder(c, sql::FENCE_KEY)
+            .await
+            .unwrap_or_else(|e| e),
+    ))
 }
 
 /// Probes for pgq: the schema, then `pgq.version()`, which must start with a major version

@@ -19,6 +19,7 @@
 
 pub mod broker;
 pub mod classify;
+pub mod control;
 pub mod database;
 pub mod discovery;
 pub mod maint;
@@ -57,6 +58,9 @@ pub struct Hooks {
     pub databases: Option<watch::Sender<std::collections::BTreeSet<String>>>,
     /// Daemon-wide counters to use (for the metrics endpoint, #6); a fresh set if None.
     pub counters: Option<Arc<stats::Counters>>,
+    /// Leadership and activity signals to use (to follow the role from outside); fresh
+    /// ones if None.
+    pub signals: Option<Arc<control::Signals>>,
 }
 
 /// Why the daemon stopped with an error.

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::broker::DbConn;
 use super::classify::LaneError;
+use super::control::Signals;
 use crate::sql;
 
 /// Upper bound on calls per flush, so a retry queue that refills as fast as it drains
@@ -33,16 +34,18 @@ impl Retrier {
         &mut self,
         conn: &mut DbConn,
         token: &CancellationToken,
+        signals: &Signals,
     ) -> Result<RetryPass, LaneError> {
         let mut pass = RetryPass::default();
         while pass.calls < MAX_CALLS && !token.is_cancelled() {
             let rows = conn
-                .query(sql::RETRY, &[])
+                .query(sql::RETRY, &[&sql::FENCE_KEY])
                 .await
                 .map_err(|e| LaneError::core("pgq.maint_retry_events()", e))?;
             pass.calls += 1;
-            let n: i64 = rows
-                .first()
+            let row = rows.first();
+            signals.own_xid(row.and_then(|r| r.try_get(1).ok()));
+            let n: i64 = row
                 .and_then(|r| r.try_get::<_, Option<i64>>(0).ok().flatten())
                 .unwrap_or(0);
             if n <= 0 {

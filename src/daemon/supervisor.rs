@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::broker::Broker;
+use super::control::{Signals, control_loop};
 use super::database::{DatabaseTask, Exit};
 use super::discovery::Discovery;
 use super::stats::{Counters, StatsHandle, stats_line};
@@ -52,6 +53,7 @@ pub struct Supervisor {
     hooks: Hooks,
     tracker: TaskTracker,
     broker: Broker,
+    signals: Arc<Signals>,
     global: Arc<Counters>,
     handles: HashMap<String, DatabaseHandle>,
     /// Databases whose last task ended with "database is gone"; a task started for one of
@@ -71,6 +73,7 @@ impl Supervisor {
         let global = hooks.counters.take().unwrap_or_default();
         Supervisor {
             broker: Broker::new(cfg_rx.clone()),
+            signals: hooks.signals.take().unwrap_or_else(Signals::new),
             cfg_rx,
             token,
             hooks,
@@ -94,6 +97,13 @@ impl Supervisor {
             list_tx,
         ));
         self.named.push(("discovery".into(), discovery));
+        let control = self.tracker.spawn(control_loop(
+            self.broker.clone(),
+            self.cfg_rx.clone(),
+            self.token.child_token(),
+            self.signals.clone(),
+        ));
+        self.named.push(("control".into(), control));
 
         let mut cfg = self.cfg_rx.borrow_and_update().clone();
         let mut cfg_open = true;
@@ -204,6 +214,7 @@ impl Supervisor {
             self.cfg_rx.clone(),
             token.clone(),
             stats,
+            self.signals.clone(),
         )
         .quiet_when_missing(quiet);
         let owned = name.to_string();
@@ -229,6 +240,7 @@ impl Supervisor {
             .is_some_and(|h| h.generation == generation)
         {
             self.handles.remove(name);
+            self.signals.forget(name);
         }
         match exit {
             Exit::Gone => {

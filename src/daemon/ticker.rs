@@ -11,7 +11,7 @@
 //! Driven by `database.rs` (R3: it owns the timing; [`Ticker::run_once`] does the SQL).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Row;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::broker::{DbConn, StmtError};
 use super::classify::{Action, LaneError};
+use super::control::Signals;
 use crate::sql;
 
 /// One row of the due check: a queue's settings and its latest ticks.
@@ -123,6 +124,11 @@ pub struct TickPass {
     /// When the next queue is predicted due (None: nothing predicted; poll at
     /// ticker_period).
     pub next_due: Option<Duration>,
+    /// Some queue had events not yet in a tick (the database is busy).
+    pub pending: bool,
+    /// How late each tick made was, against the due time the previous pass predicted
+    /// (zero when it was not predicted, e.g. the first event after idle).
+    pub lateness: Option<Duration>,
 }
 
 /// The ticker lane of one database. Remembers which queues are failing, so a broken queue
@@ -130,6 +136,8 @@ pub struct TickPass {
 #[derive(Debug, Default)]
 pub struct Ticker {
     failing: HashMap<String, String>,
+    /// When each queue was predicted due by the previous pass (for lateness).
+    due_at: HashMap<String, Instant>,
 }
 
 impl Ticker {
@@ -146,6 +154,8 @@ impl Ticker {
         &mut self,
         conn: &mut DbConn,
         token: &CancellationToken,
+        signals: &Signals,
+        notify: bool,
     ) -> Result<TickPass, LaneError> {
         let rows = conn
             .query(sql::DUE_CHECK, &[])
@@ -157,13 +167,22 @@ impl Ticker {
         };
         let mut next: Option<Duration> = None;
         let mut earliest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
+        let checked = Instant::now();
+        let mut due_at = HashMap::new();
         for row in &rows {
             let q = QueueState::from_row(row)
                 .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
+            if let (Some(seq), Some(tick_seq)) = (q.event_seq, q.tick_event_seq)
+                && seq > tick_seq
+                && !q.skip
+            {
+                pass.pending = true;
+            }
             match due_in(&q) {
                 None => continue,
                 Some(d) if !d.is_zero() => {
                     earliest(d);
+                    due_at.insert(q.name.clone(), checked + d);
                     continue;
                 }
                 Some(_) => {}
@@ -172,15 +191,31 @@ impl Ticker {
                 break;
             }
             pass.due += 1;
-            match conn.query(sql::TICK, &[&q.name]).await {
+            match conn
+                .query(sql::TICK, &[&q.name, &sql::FENCE_KEY, &notify])
+                .await
+            {
                 Ok(rows) => {
                     self.recovered(&q.name);
-                    let tick: Option<i64> = rows.first().and_then(|r| r.try_get(0).ok());
+                    let row = rows.first();
+                    signals.own_xid(row.and_then(|r| r.try_get(3).ok()));
+                    if !row
+                        .and_then(|r| r.try_get::<_, bool>(0).ok())
+                        .unwrap_or(false)
+                    {
+                        return Err(LaneError::other("pgq.ticker(queue)", StmtError::Fenced));
+                    }
+                    let tick: Option<i64> = row.and_then(|r| r.try_get(1).ok());
                     if let Some(id) = tick {
                         pass.ticked += 1;
-                        debug!(queue = %q.name, tick = id, "tick");
+                        let late = self.due_at.get(&q.name).map_or(Duration::ZERO, |t| {
+                            Instant::now().saturating_duration_since(*t)
+                        });
+                        pass.lateness = Some(pass.lateness.map_or(late, |l| l.max(late)));
+                        debug!(queue = %q.name, tick = id, late_ms = late.as_millis() as u64, "tick");
                         if let Some(d) = idle_due_after_tick(&q) {
                             earliest(d);
+                            due_at.insert(q.name.clone(), Instant::now() + d);
                         }
                     }
                 }
@@ -196,6 +231,7 @@ impl Ticker {
             }
         }
         pass.next_due = next;
+        self.due_at = due_at;
         Ok(pass)
     }
 

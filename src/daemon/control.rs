@@ -1,0 +1,481 @@
+//! The control connection: leadership (issue #8) and the cluster-wide activity signal
+//! (issue #7), on one session to the control database.
+//!
+//! **Leadership.** Several pgqd processes may serve one cluster; the one holding the
+//! session advisory lock [`sql::LEADER_KEY`] in the control database is the leader, the
+//! others are standbys that try again every `ticker_period`. A server in recovery is never
+//! served. Database tasks follow [`Role`]: they serve only under `Leader`, pause (keeping
+//! their sessions, hence their per-database fences) while the control session is being
+//! re-established, and let go of their databases as standbys. The per-database fence
+//! (`database.rs`, `sql::FENCE_KEY`) is what makes a handover safe; this lock only decides
+//! who tries.
+//!
+//! **Activity.** Instead of asking every database "is a tick due?" every second, the
+//! leader reads the cluster's snapshot every [`POLL`]: its xmax moves only when a writing
+//! transaction ends somewhere. When one ended that is not ours (database tasks report the
+//! txids of their own writes, [`Signals::own_xid`]), [`sql::ACTIVE_DATABASES`] names the
+//! databases whose client sessions did something since the previous look, and their tasks
+//! are woken. While others write, per-database write counters are also compared every
+//! [`COUNTERS_EVERY`], which catches sessions that came and went between two looks.
+//! Signals only ever wake a task early; each task still has its own due-time timer and a
+//! sweep, so a missed signal delays, never loses, a tick.
+//!
+//! The control database is `initial_database`, or `postgres` when that is a template
+//! (`template1`, the default, must stay free for `CREATE DATABASE`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::broker::{Broker, DbConn, Purpose};
+use super::database::Backoff;
+use crate::config::Config;
+use crate::sql;
+
+/// How often the leader reads the snapshot.
+pub const POLL: Duration = Duration::from_millis(10);
+/// How often write counters are compared while others are writing.
+pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// How long after the last foreign write the counters keep being compared (a backend may
+/// hold back its counters for up to 10 s after a busy second).
+pub const COUNTERS_FOR: Duration = Duration::from_secs(15);
+/// Look-back added to the previous look's time, for clock steps between sessions.
+const LOOKBACK: Duration = Duration::from_millis(50);
+/// Fallback control database when `initial_database` is a template.
+const FALLBACK_DB: &str = "postgres";
+
+/// What this daemon may do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// No control session yet (or it is being re-established): do not write; keep what
+    /// you hold.
+    Pending,
+    /// We hold the leader lock: serve every database.
+    Leader,
+    /// Another daemon holds the leader lock (described): let go of every database.
+    Standby(String),
+    /// The server is in recovery: nothing to tick.
+    Recovery,
+}
+
+impl Role {
+    /// A short word for logs, status and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Pending => "pending",
+            Role::Leader => "leader",
+            Role::Standby(_) => "standby",
+            Role::Recovery => "recovery",
+        }
+    }
+}
+
+/// Shared between the control task, the supervisor and the database tasks.
+#[derive(Debug)]
+pub struct Signals {
+    role: watch::Sender<Role>,
+    live: AtomicBool,
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    own: Mutex<BTreeSet<i64>>,
+}
+
+impl Signals {
+    /// Fresh signals: role pending, not live.
+    pub fn new() -> Arc<Signals> {
+        Arc::new(Signals {
+            role: watch::Sender::new(Role::Pending),
+            live: AtomicBool::new(false),
+            wakers: Mutex::new(HashMap::new()),
+            own: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Follows the role.
+    pub fn role(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
+    /// The role now.
+    pub fn current_role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    /// Whether the activity signal is working: while false, database tasks fall back to
+    /// checking every `ticker_period`.
+    pub fn live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// The waker of database `db` (created on first use).
+    pub fn waker(&self, db: &str) -> Arc<Notify> {
+        let mut w = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        w.entry(db.to_string()).or_default().clone()
+    }
+
+    /// Forgets database `db`'s waker (its task ended).
+    pub fn forget(&self, db: &str) {
+        let mut w = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        w.remove(db);
+    }
+
+    /// Records a txid of one of our own writes, so its end is not taken for activity.
+    pub fn own_xid(&self, xid: Option<i64>) {
+        if let Some(x) = xid {
+            self.own.lock().unwrap_or_else(|p| p.into_inner()).insert(x);
+        }
+    }
+
+    fn wake(&self, dbs: impl IntoIterator<Item = String>) -> usize {
+        let w = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for db in dbs {
+            if let Some(k) = w.get(&db) {
+                k.notify_one();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn set_role(&self, r: Role) {
+        self.role.send_if_modified(|old| {
+            if *old == r {
+                false
+            } else {
+                *old = r;
+                true
+            }
+        });
+    }
+
+    /// Whether any write that ended between `prev` and `new` was someone else's; prunes
+    /// our own txids that no snapshot can mention again.
+    fn foreign_ended(&self, prev: &Snap, new: &Snap) -> bool {
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        let foreign = foreign_ended(prev, new, &own);
+        let keep = own.split_off(&new.xmin);
+        *own = keep;
+        foreign
+    }
+}
+
+/// A snapshot as `txid_current_snapshot()` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snap {
+    /// Oldest txid still running.
+    pub xmin: i64,
+    /// First txid not yet ended (as of the snapshot).
+    pub xmax: i64,
+    /// Txids running at the time, between xmin and xmax.
+    pub xip: Vec<i64>,
+}
+
+impl Snap {
+    /// Parses `xmin:xmax:xip,…`.
+    pub fn parse(s: &str) -> Option<Snap> {
+        let mut it = s.trim().splitn(3, ':');
+        let xmin = it.next()?.parse().ok()?;
+        let xmax = it.next()?.parse().ok()?;
+        let rest = it.next()?;
+        let xip = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<i64>>>()?
+        };
+        Some(Snap { xmin, xmax, xip })
+    }
+}
+
+/// Whether a txid that ended between the two snapshots is not in `own`: one at or above
+/// the old xmax that is no longer running, or one that was running and is not any more.
+/// A jump too large to enumerate counts as foreign.
+pub fn foreign_ended(prev: &Snap, new: &Snap, own: &BTreeSet<i64>) -> bool {
+    if new.xmax < prev.xmax || new.xmax - prev.xmax > 4096 {
+        return new.xmax != prev.xmax;
+    }
+    let ended = |x: &i64| !new.xip.contains(x) && !own.contains(x);
+    (prev.xmax..new.xmax).any(|x| ended(&x))
+        || prev.xip.iter().filter(|x| **x < new.xmax).any(ended)
+}
+
+/// Runs the control session until `token` is cancelled.
+pub async fn control_loop(
+    broker: Broker,
+    mut cfg_rx: watch::Receiver<Arc<Config>>,
+    token: CancellationToken,
+    signals: Arc<Signals>,
+) {
+    let span = info_span!("control");
+    async move {
+        let mut backoff = Backoff::default();
+        let mut failing = false;
+        let mut said_standby: Option<String> = None;
+        loop {
+            let cfg = cfg_rx.borrow_and_update().clone();
+            let r = tokio::select! {
+                r = session(&broker, &cfg, &mut cfg_rx, &token, &signals, &mut said_standby) => r,
+                _ = token.cancelled() => break,
+            };
+            signals.live.store(false, Ordering::Relaxed);
+            match r {
+                Ok(Ended::Cancelled) => break,
+                Ok(Ended::Reload) => continue,
+                Err(e) => {
+                    // Lost or refused: the leader lock is gone with the session.
+                    if signals.current_role() == Role::Leader {
+                        warn!(error = %e, "control session lost; pausing until it is back");
+                    } else if failing {
+                        debug!(error = %e, "control session still failing");
+                    } else {
+                        warn!(error = %e, "control session failed; retrying with backoff");
+                    }
+                    failing = true;
+                    signals.set_role(Role::Pending);
+                }
+            }
+            let d = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = token.cancelled() => break,
+            }
+        }
+        signals.live.store(false, Ordering::Relaxed);
+        signals.set_role(Role::Pending);
+    }
+    .instrument(span)
+    .await
+}
+
+enum Ended {
+    Cancelled,
+    Reload,
+}
+
+async fn session(
+    broker: &Broker,
+    cfg: &Config,
+    cfg_rx: &mut watch::Receiver<Arc<Config>>,
+    token: &CancellationToken,
+    signals: &Signals,
+    said_standby: &mut Option<String>,
+) -> Result<Ended, String> {
+    let mut db = cfg.initial_database.clone();
+    let mut c = connect(broker, &db).await?;
+    let (_, template) = probe(&mut c).await?;
+    if template {
+        drop(c);
+        db = FALLBACK_DB.to_string();
+        c = connect(broker, &db).await?;
+    }
+    debug!(db = %db, "control session open");
+    let app = cfg.application_name.clone();
+    let mut prev: Option<Snap> = None;
+    let mut since = SystemTime::now();
+    let mut last_foreign: Option<Instant> = None;
+    let mut counters: HashMap<String, i64> = HashMap::new();
+    let mut next_counters = Instant::now();
+    let mut next_role = Instant::now();
+    loop {
+        let now = Instant::now();
+        let leader = signals.current_role() == Role::Leader;
+        if !leader && now >= next_role {
+            next_role = now + cfg.ticker_period;
+            let (recovery, _) = probe(&mut c).await?;
+            if recovery {
+                if signals.current_role() != Role::Recovery {
+                    warn!(db = %db, "server is in recovery: nothing is ticked until it is promoted");
+                }
+                signals.set_role(Role::Recovery);
+            } else if try_lock(&mut c).await? {
+                info!(db = %db, "leader: this pgqd ticks and maintains the cluster");
+                *said_standby = None;
+                signals.set_role(Role::Leader);
+                prev = None;
+            } else {
+                let holder = holder(&mut c)
+                    .await
+                    .unwrap_or_else(|_| "another pgqd".into());
+                if said_standby.as_deref() != Some(holder.as_str()) {
+                    info!(db = %db, leader = %holder, "standby: another pgqd is the leader");
+                    *said_standby = Some(holder.clone());
+                }
+                signals.set_role(Role::Standby(holder));
+            }
+        }
+        if signals.current_role() == Role::Leader {
+            let snap = snapshot(&mut c).await?;
+            signals.live.store(true, Ordering::Relaxed);
+            if let Some(p) = &prev
+                && signals.foreign_ended(p, &snap)
+            {
+                last_foreign = Some(now);
+                let from = since.checked_sub(LOOKBACK).unwrap_or(since);
+                let rows = c
+                    .query(sql::ACTIVE_DATABASES, &[&from, &app])
+                    .await
+                    .map_err(|e| format!("active databases: {e}"))?;
+                if let Some(r) = rows.first() {
+                    since = r.try_get(0).map_err(|e| e.to_string())?;
+                    let dbs: Vec<String> = r.try_get(1).map_err(|e| e.to_string())?;
+                    let n = signals.wake(dbs);
+                    debug!(woken = n, "activity");
+                }
+            }
+            prev = Some(snap);
+            if last_foreign.is_some_and(|t| now.duration_since(t) < COUNTERS_FOR)
+                && now >= next_counters
+            {
+                next_counters = now + COUNTERS_EVERY;
+                let rows = c
+                    .query(sql::DB_WRITE_COUNTERS, &[])
+                    .await
+                    .map_err(|e| format!("write counters: {e}"))?;
+                let mut changed = Vec::new();
+                for r in rows {
+                    let (Ok(name), Ok(n)) = (r.try_get::<_, String>(0), r.try_get::<_, i64>(1))
+                    else {
+                        continue;
+                    };
+                    if counters.insert(name.clone(), n).is_some_and(|old| old != n) {
+                        changed.push(name);
+                    }
+                }
+                if !changed.is_empty() {
+                    signals.wake(changed);
+                }
+            }
+        }
+        let pause = if signals.current_role() == Role::Leader {
+            POLL
+        } else {
+            next_role.saturating_duration_since(Instant::now())
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = token.cancelled() => return Ok(Ended::Cancelled),
+            r = cfg_rx.changed() => {
+                if r.is_ok() {
+                    let new = cfg_rx.borrow().clone();
+                    if new.base_connstr != cfg.base_connstr
+                        || new.initial_database != cfg.initial_database
+                        || new.application_name != cfg.application_name
+                    {
+                        // The lock goes with the session: pause the tasks, start over.
+                        signals.set_role(Role::Pending);
+                        return Ok(Ended::Reload);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn connect(broker: &Broker, db: &str) -> Result<DbConn, String> {
+    broker
+        .connect(db, Purpose::Control)
+        .await
+        .map_err(|e| format!("cannot connect to {db:?}: {e}"))
+}
+
+async fn probe(c: &mut DbConn) -> Result<(bool, bool), String> {
+    let rows = c
+        .query(sql::CONTROL_PROBE, &[])
+        .await
+        .map_err(|e| format!("control probe: {e}"))?;
+    let r = rows.first().ok_or("control probe: no row")?;
+    Ok((
+        r.try_get(0).map_err(|e| e.to_string())?,
+        r.try_get(1).map_err(|e| e.to_string())?,
+    ))
+}
+
+async fn try_lock(c: &mut DbConn) -> Result<bool, String> {
+    let rows = c
+        .query(sql::TRY_SESSION_LOCK, &[&sql::LEADER_KEY])
+        .await
+        .map_err(|e| format!("leader lock: {e}"))?;
+    rows.first()
+        .and_then(|r| r.try_get::<_, bool>(0).ok())
+        .ok_or_else(|| "leader lock: no row".to_string())
+}
+
+/// Describes the holder of `key` in the connection's database ("pid 123, pgqd-b, 10.0.0.2").
+pub async fn lock_holder(c: &mut DbConn, key: i64) -> Result<String, String> {
+    let rows = c
+        .query(sql::LOCK_HOLDER, &[&key])
+        .await
+        .map_err(|e| format!("lock holder: {e}"))?;
+    Ok(match rows.first() {
+        Some(r) => {
+            let pid: i32 = r.try_get(0).unwrap_or_default();
+            let app: String = r.try_get(1).unwrap_or_default();
+            let addr: String = r.try_get(2).unwrap_or_default();
+            format!("pid {pid}, {app}, {addr}")
+        }
+        None => "another session (gone now)".to_string(),
+    })
+}
+
+async fn holder(c: &mut DbConn) -> Result<String, String> {
+    lock_holder(c, sql::LEADER_KEY).await
+}
+
+async fn snapshot(c: &mut DbConn) -> Result<Snap, String> {
+    let rows = c
+        .query(sql::SNAPSHOT, &[])
+        .await
+        .map_err(|e| format!("snapshot: {e}"))?;
+    let text: String = rows
+        .first()
+        .and_then(|r| r.try_get(0).ok())
+        .ok_or("snapshot: no row")?;
+    Snap::parse(&text).ok_or_else(|| format!("snapshot: cannot parse {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(s: &str) -> Snap {
+        Snap::parse(s).expect("parses")
+    }
+
+    #[test]
+    fn snapshots_parse() {
+        assert_eq!(
+            snap("10:15:11,13"),
+            Snap {
+                xmin: 10,
+                xmax: 15,
+                xip: vec![11, 13]
+            }
+        );
+        assert_eq!(snap("7:7:").xip, Vec::<i64>::new());
+        assert!(Snap::parse("x:1:").is_none());
+        assert!(Snap::parse("1:2").is_none());
+    }
+
+    #[test]
+    fn only_foreign_endings_count() {
+        let own: BTreeSet<i64> = [15, 16].into_iter().collect();
+        // nothing moved
+        assert!(!foreign_ended(&snap("10:15:"), &snap("10:15:"), &own));
+        // our two writes ended
+        assert!(!foreign_ended(&snap("10:15:"), &snap("17:17:"), &own));
+        // someone else's (17) ended too
+        assert!(foreign_ended(&snap("10:15:"), &snap("18:18:"), &own));
+        // 17 is still running: not yet
+        assert!(!foreign_ended(&snap("10:15:"), &snap("17:18:17"), &own));
+        // ... and later it ends
+        assert!(foreign_ended(&snap("17:18:17"), &snap("18:18:"), &own));
+        // a huge jump counts
+        assert!(foreign_ended(&snap("1:2:"), &snap("9000:9000:"), &own));
+    }
+}
