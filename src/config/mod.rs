@@ -120,7 +120,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// `application_name` of every daemon connection, unless the connstr or PGAPPNAME set one.
     pub application_name: String,
-    /// Most connections the daemon holds at once across all databases (0: one per database).
+    /// Most connections the daemon holds at once across all databases (0: no limit, one
+    /// per database); quiet databases are evicted to stay within it (issue #7).
     pub connection_budget: u32,
     /// Longest wait between reconnect attempts (capped exponential backoff).
     pub reconnect_max_delay: Duration,
@@ -153,7 +154,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: LogLevel::Info,
             application_name: "pgqd".into(),
-            connection_budget: 0,
+            connection_budget: 64,
             reconnect_max_delay: Duration::from_secs(60),
             metrics_listen: None,
             consumer_lag_warning: Duration::ZERO,

@@ -9,15 +9,20 @@
 //! a client-side deadline (statement_timeout plus a margin) so a dead peer without a FIN
 //! cannot hang a task forever.
 //!
-//! The broker counts open connections by purpose; #7 adds the budget (eviction of quiet
-//! databases, a rate limit on new connections) here without touching the lanes.
+//! **Budget (issue #7).** With `connection_budget` > 0 the daemon never holds more
+//! connections than that: the control session, discovery and two VACUUM leases are set
+//! aside, the rest are permits for database tasks. A task that needs a connection when
+//! none is free asks the broker to evict the holder that has been quiet the longest (it
+//! lets go at its next wait and reconnects when it next has work). New connections are
+//! rate-limited ([`CONNECT_RATE`]): each costs the server milliseconds of CPU, and a
+//! thousand databases found at once must not stampede.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
@@ -28,6 +33,14 @@ use crate::sql;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Added to statement_timeout for the client-side deadline of each statement.
 const CLIENT_MARGIN: Duration = Duration::from_secs(5);
+/// Most new connections per second.
+pub const CONNECT_RATE: u32 = 50;
+/// Connections set aside from the budget: control, discovery, two VACUUM leases.
+const RESERVED: u32 = 4;
+/// A holder younger than this is not evicted (no thrashing on a burst of new work).
+const MIN_HOLD: Duration = Duration::from_secs(1);
+/// How long a task waits for an evicted holder before asking for another eviction.
+const EVICT_WAIT: Duration = Duration::from_millis(200);
 
 /// Why a connection is opened; the broker counts each kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,6 +126,58 @@ pub struct Broker {
 struct Inner {
     cfg: watch::Receiver<Arc<Config>>,
     open: [AtomicUsize; 4],
+    /// Work and VACUUM permits, sized from the budget at creation (None: no budget).
+    permits: Option<(Arc<Semaphore>, Arc<Semaphore>)>,
+    holders: Mutex<HashMap<u64, Holder>>,
+    next_holder: AtomicU64,
+    next_connect: Mutex<Instant>,
+}
+
+/// A database task holding a work permit.
+#[derive(Debug)]
+struct Holder {
+    since: Instant,
+    active: Instant,
+    evict: Arc<Notify>,
+    asked: bool,
+}
+
+/// A database task's place in the budget: touched when it has work, told to let go.
+#[derive(Debug)]
+pub struct Tenancy {
+    broker: Arc<Inner>,
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+impl Tenancy {
+    /// Marks the holder as busy now (evicted last).
+    pub fn touch(&self) {
+        let mut h = self
+            .broker
+            .holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(x) = h.get_mut(&self.id) {
+            x.active = Instant::now();
+        }
+    }
+
+    /// Resolves when the broker asks this task to let go of its connection.
+    pub fn evicted(&self) -> Arc<Notify> {
+        self.evict.clone()
+    }
+}
+
+impl Drop for Tenancy {
+    fn drop(&mut self) {
+        let mut h = self
+            .broker
+            .holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        h.remove(&self.id);
+    }
 }
 
 fn slot(p: Purpose) -> usize {
@@ -127,12 +192,92 @@ fn slot(p: Purpose) -> usize {
 impl Broker {
     /// A broker that reads the connection settings from the live config at each connect.
     pub fn new(cfg: watch::Receiver<Arc<Config>>) -> Broker {
+        // The budget is read once: resizing semaphores under holders is not worth it; a
+        // changed budget applies at restart (README says so).
+        let budget = cfg.borrow().connection_budget;
+        let permits = (budget > 0).then(|| {
+            let work = budget.saturating_sub(RESERVED).max(1) as usize;
+            (Arc::new(Semaphore::new(work)), Arc::new(Semaphore::new(2)))
+        });
         Broker {
             inner: Arc::new(Inner {
                 cfg,
                 open: Default::default(),
+                permits,
+                holders: Mutex::new(HashMap::new()),
+                next_holder: AtomicU64::new(1),
+                next_connect: Mutex::new(Instant::now()),
             }),
         }
+    }
+
+    /// Waits for a slot under [`CONNECT_RATE`].
+    async fn rate_limit(&self) {
+        let at = {
+            let mut next = self
+                .inner
+                .next_connect
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + Duration::from_secs(1) / CONNECT_RATE;
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+
+    /// Asks the holder quiet for the longest (and held for at least [`MIN_HOLD`]) to let go.
+    fn evict_one(&self) {
+        let mut h = self.inner.holders.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some(x) = h
+            .values_mut()
+            .filter(|x| !x.asked && now.duration_since(x.since) >= MIN_HOLD)
+            .min_by_key(|x| x.active)
+        {
+            x.asked = true;
+            x.evict.notify_one();
+        }
+    }
+
+    /// A work permit: at once when one is free, else after evicting a quiet holder.
+    async fn work_permit(&self) -> Option<(OwnedSemaphorePermit, Tenancy)> {
+        let (work, _) = self.inner.permits.as_ref()?;
+        let permit = loop {
+            if let Ok(p) = work.clone().try_acquire_owned() {
+                break p;
+            }
+            self.evict_one();
+            if let Ok(Ok(p)) = tokio::time::timeout(EVICT_WAIT, work.clone().acquire_owned()).await
+            {
+                break p;
+            }
+        };
+        let id = self.inner.next_holder.fetch_add(1, Ordering::Relaxed);
+        let evict = Arc::new(Notify::new());
+        let now = Instant::now();
+        self.inner
+            .holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                id,
+                Holder {
+                    since: now,
+                    active: now,
+                    evict: evict.clone(),
+                    asked: false,
+                },
+            );
+        Some((
+            permit,
+            Tenancy {
+                broker: self.inner.clone(),
+                id,
+                evict,
+            },
+        ))
     }
 
     /// Connections open right now for `purpose`.
@@ -143,6 +288,19 @@ impl Broker {
     /// Opens a connection to `db` with the current config's connection string and session
     /// settings.
     pub async fn connect(&self, db: &str, purpose: Purpose) -> Result<DbConn, ConnectError> {
+        let (permit, tenancy) = match (purpose, &self.inner.permits) {
+            (Purpose::Work, Some(_)) => match self.work_permit().await {
+                Some((p, t)) => (Some(p), Some(t)),
+                None => (None, None),
+            },
+            (Purpose::Vacuum, Some((_, vacuum))) => {
+                (vacuum.clone().acquire_owned().await.ok(), None)
+            }
+            _ => (None, None),
+        };
+        if purpose != Purpose::Control {
+            self.rate_limit().await;
+        }
         let cfg = self.inner.cfg.borrow().clone();
         // base_connstr with dbname overridden, application_name, statement_timeout and
         // lock_timeout (as startup options), keepalives, TLS, .pgpass: all libpq-like.
@@ -171,6 +329,8 @@ impl Broker {
                 broker: self.inner.clone(),
                 slot: slot(purpose),
             },
+            _permit: permit,
+            tenancy,
         };
         Ok(conn)
     }
@@ -200,9 +360,16 @@ pub struct DbConn {
     prepared: HashMap<&'static str, Statement>,
     #[allow(dead_code)] // held for its Drop
     guard: OpenGuard,
+    _permit: Option<OwnedSemaphorePermit>,
+    tenancy: Option<Tenancy>,
 }
 
 impl DbConn {
+    /// This connection's place in the budget (None without a budget).
+    pub fn tenancy(&self) -> Option<&Tenancy> {
+        self.tenancy.as_ref()
+    }
+
     /// When this connection was opened (for `connection_lifetime`).
     pub fn age(&self) -> Duration {
         self.opened.elapsed()

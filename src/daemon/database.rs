@@ -45,6 +45,10 @@ const START_JITTER_MAX: Duration = Duration::from_secs(5);
 const POKE_GAP: Duration = Duration::from_millis(5);
 /// … and while some do (their due time is known; only `ticker_max_count` needs looking).
 const POKE_GAP_BUSY: Duration = Duration::from_millis(25);
+/// How much later than due an evicted (quiet) database is visited for an idle tick, so
+/// that one visit ticks several of its queues: after one such visit their idle periods
+/// line up and the database needs one connection per idle period, not one per queue.
+const EVICTED_SLACK: Duration = Duration::from_secs(20);
 
 /// How a database task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +106,8 @@ pub struct Schedule {
     /// With a working activity signal, the longest wait between due checks; without one,
     /// `ticker_period` (as C pgqd).
     sweep: Option<Duration>,
+    /// Added to predicted due times while the database has no connection.
+    slack: Duration,
 }
 
 /// The lanes of a database task.
@@ -130,7 +136,20 @@ impl Schedule {
             poked: None,
             busy: false,
             sweep: None,
+            slack: Duration::ZERO,
         }
+    }
+
+    /// Sets the slack added to predicted due times (see [`EVICTED_SLACK`]).
+    pub fn set_slack(&mut self, slack: Duration) {
+        self.slack = slack;
+    }
+
+    /// For a database without a connection: Ok when its ticker is due (retry and
+    /// maintenance wait for that visit), else when to look again.
+    pub fn visit_due(&self, now: Instant, cfg: &Config) -> Result<(), Instant> {
+        let at = self.next(Lane::Ticker, cfg);
+        if at <= now { Ok(()) } else { Err(at) }
     }
 
     /// Asks for a due check soon: now, or a short gap after the last one.
@@ -161,7 +180,11 @@ impl Schedule {
                 let cap = self.sweep.unwrap_or(cfg.ticker_period);
                 let regular = match self.tick_end {
                     None => self.start,
-                    Some(t) => t + self.tick_hint.map_or(cap, |h| (h + DUE_MARGIN).min(cap)),
+                    Some(t) => {
+                        t + self
+                            .tick_hint
+                            .map_or(cap, |h| (h + DUE_MARGIN + self.slack).min(cap))
+                    }
                 };
                 self.poked.map_or(regular, |p| p.min(regular))
             }
@@ -220,6 +243,8 @@ enum Wake {
     Cancelled,
     /// Activity in this database (only when the wait allowed it).
     Poked,
+    /// The broker asked for this database's connection (budget).
+    Evicted,
     /// The daemon's role changed.
     Role,
 }
@@ -237,6 +262,8 @@ pub struct DatabaseTask {
     waker: Arc<Notify>,
     role_rx: watch::Receiver<Role>,
     role_open: bool,
+    /// Told when the broker wants our connection back (while we hold one under a budget).
+    evict: Option<Arc<Notify>>,
     /// The SQL `NOTIFY pgqd_tick` with every tick made.
     notify_ticks: bool,
     /// SQLSTATE of the last "retry next period" failure per lane, so a persistent failure
@@ -258,6 +285,7 @@ impl DatabaseTask {
             waker: signals.waker(&name),
             role_rx: signals.role(),
             role_open: true,
+            evict: None,
             notify_ticks: true,
             signals,
             name,
@@ -305,6 +333,7 @@ impl DatabaseTask {
                 Wake::Role
             }
             _ = self.waker.notified(), if pokes => Wake::Poked,
+            _ = wait_evict(&self.evict), if pokes && self.evict.is_some() => Wake::Evicted,
         }
     }
 
@@ -321,6 +350,7 @@ impl DatabaseTask {
         let mut failing_since: Option<Instant> = None;
         let mut schedule = Schedule::new(Instant::now(), super::random_fraction());
         let mut fenced_by: Option<String> = None;
+        let mut evicted = false;
         let mut ticker = Ticker::new();
         let mut retrier = Retrier;
         let mut maintainer = Maintainer::new();
@@ -358,6 +388,25 @@ impl DatabaseTask {
                 debug!(age = ?c.age(), "replacing connection");
                 conn = None;
             }
+            // Evicted under the budget: reconnect only when there is work (a due tick,
+            // activity, the sweep); retry and maintenance wait for that visit.
+            if conn.is_none() && evicted {
+                schedule.set_slack(EVICTED_SLACK);
+                match schedule.visit_due(Instant::now(), &cfg) {
+                    Ok(()) => evicted = false,
+                    Err(wake_at) => {
+                        match self.wait(wake_at, true).await {
+                            Wake::Cancelled => return Exit::Cancelled,
+                            Wake::Poked => schedule.poke(Instant::now()),
+                            _ => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            if conn.is_none() {
+                self.evict = None;
+            }
             let c = match conn.as_mut() {
                 Some(c) => c,
                 None => {
@@ -371,6 +420,8 @@ impl DatabaseTask {
                                 info!(after = ?since.elapsed(), "connected again");
                             }
                             probed = false;
+                            schedule.set_slack(Duration::ZERO);
+                            self.evict = c.tenancy().map(|t| t.evicted());
                             conn.insert(c)
                         }
                         Err(e) if e.action() == Action::Stop => {
@@ -491,7 +542,17 @@ impl DatabaseTask {
                 Err(wake_at) => {
                     match self.wait(wake_at, true).await {
                         Wake::Cancelled => return Exit::Cancelled,
-                        Wake::Poked => schedule.poke(Instant::now()),
+                        Wake::Poked => {
+                            schedule.poke(Instant::now());
+                            if let Some(t) = c.tenancy() {
+                                t.touch();
+                            }
+                        }
+                        Wake::Evicted => {
+                            debug!("connection handed back (budget)");
+                            conn = None;
+                            evicted = true;
+                        }
                         _ => {}
                     }
                     continue;
@@ -504,6 +565,11 @@ impl DatabaseTask {
                     .await
                     .map(|p| {
                         schedule.set_busy(p.pending);
+                        if p.pending
+                            && let Some(t) = c.tenancy()
+                        {
+                            t.touch();
+                        }
                         self.stats.ticks(p.ticked as u64);
                         for _ in 0..p.failed {
                             self.stats.error();
@@ -635,6 +701,13 @@ impl DatabaseTask {
             }
             (_, Probe::NotYet) => {}
         }
+    }
+}
+
+async fn wait_evict(n: &Option<Arc<Notify>>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 

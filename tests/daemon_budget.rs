@@ -1,0 +1,61 @@
+//! The connection budget (issue #7): more databases than connections; quiet ones are
+//! evicted and visited again when they have work, and the daemon never holds more
+//! connections than `connection_budget`.
+
+mod common;
+mod daemon_support;
+
+use std::time::Duration;
+
+use common::TestCluster;
+use daemon_support::{Daemon, last_tick, test_config, wait_tick_after};
+
+const DBS: usize = 12;
+const BUDGET: u32 = 8;
+
+fn held(c: &TestCluster) -> usize {
+    c.psql(
+        "postgres",
+        "select count(*) from pg_stat_activity where application_name = 'pgqd'",
+    )
+    .parse()
+    .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_databases_than_the_budget_all_tick_within_it() {
+    let c = TestCluster::start();
+    for i in 0..DBS {
+        let db = format!("b{i}");
+        c.create_pgq_db(&db);
+        c.psql(
+            &db,
+            "select pgq.create_queue('q'); \
+             select pgq.set_queue_config('q', 'ticker_max_lag', '0.1'); \
+             select pgq.set_queue_config('q', 'ticker_idle_period', '1 hour')",
+        );
+    }
+    let mut cfg = test_config(&c);
+    cfg.connection_budget = BUDGET;
+    cfg.check_period = Duration::from_secs(2);
+    let d = Daemon::start(cfg).await;
+    let mut most = 0;
+    // One round over every database: each event must tick although at most
+    // BUDGET - 4 databases hold a connection at a time.
+    for round in 0..1 {
+        for i in 0..DBS {
+            let db = format!("b{i}");
+            let t = last_tick(&c, &db, "q");
+            c.psql(&db, "select pgq.insert_event('q', 't', 'd')");
+            wait_tick_after(&c, &db, "q", t, Duration::from_secs(15)).await;
+            let n = held(&c);
+            most = most.max(n);
+            assert!(
+                n <= BUDGET as usize,
+                "round {round}, {db}: {n} connections held, budget {BUDGET}"
+            );
+        }
+    }
+    assert!(most >= 3, "the daemon held connections at all: {most}");
+    d.stop().await.expect("clean stop");
+}
