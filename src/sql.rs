@@ -77,13 +77,13 @@ select q.queue_name::text,
 
 /// Key of the cluster leader lock (a session advisory lock in the control database):
 /// the daemon holding it ticks and maintains; others wait as standbys (issue #8).
-/// In `pg_locks`: classid 1885828452 ("pgqd"), objid 0, objsubid 1.
+/// In `pg_locks`: classid 1885827428 ("pgqd"), objid 0, objsubid 1.
 pub const LEADER_KEY: i64 = 0x7067_7164_0000_0000;
 
 /// Key of the per-database fence: the leader holds it as a session lock on its connection
 /// to each database, and every tick, retry and maintenance transaction takes it again as a
 /// transaction lock before writing — which fails while another daemon's session holds it,
-/// so a stale daemon cannot write. In `pg_locks`: classid 1885828452, objid 1, objsubid 1.
+/// so a stale daemon cannot write. In `pg_locks`: classid 1885827428, objid 1, objsubid 1.
 pub const FENCE_KEY: i64 = 0x7067_7164_0000_0001;
 
 /// Takes a session advisory lock without waiting (`$1` = key); true when held.

@@ -12,8 +12,10 @@
 //! **Budget (issue #7).** With `connection_budget` > 0 the daemon never holds more
 //! connections than that: the control session, discovery and two VACUUM leases are set
 //! aside, the rest are permits for database tasks. A task that needs a connection when
-//! none is free asks the broker to evict the holder that has been quiet the longest (it
-//! lets go at its next wait and reconnects when it next has work). New connections are
+//! none is free asks the broker to evict the holder whose next work is furthest away (it
+//! lets go at its next wait and reconnects when that work is due). Not the least recently
+//! used: idle databases are visited periodically, so the one used longest ago is the one
+//! needed soonest — evicting it would turn every visit into a new connection. New connections are
 //! rate-limited ([`CONNECT_RATE`]): each costs the server milliseconds of CPU, and a
 //! thousand databases found at once must not stampede.
 
@@ -137,7 +139,8 @@ struct Inner {
 #[derive(Debug)]
 struct Holder {
     since: Instant,
-    active: Instant,
+    /// When the task next needs its connection (now while it has work waiting).
+    next_need: Instant,
     evict: Arc<Notify>,
     asked: bool,
 }
@@ -153,13 +156,18 @@ pub struct Tenancy {
 impl Tenancy {
     /// Marks the holder as busy now (evicted last).
     pub fn touch(&self) {
+        self.next_need(Instant::now());
+    }
+
+    /// Tells the broker when this task next needs its connection.
+    pub fn next_need(&self, at: Instant) {
         let mut h = self
             .broker
             .holders
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(x) = h.get_mut(&self.id) {
-            x.active = Instant::now();
+            x.next_need = at;
         }
     }
 
@@ -227,14 +235,15 @@ impl Broker {
         tokio::time::sleep_until(at.into()).await;
     }
 
-    /// Asks the holder quiet for the longest (and held for at least [`MIN_HOLD`]) to let go.
+    /// Asks the holder whose next work is furthest away (and held for at least
+    /// [`MIN_HOLD`]) to let go.
     fn evict_one(&self) {
         let mut h = self.inner.holders.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if let Some(x) = h
             .values_mut()
             .filter(|x| !x.asked && now.duration_since(x.since) >= MIN_HOLD)
-            .min_by_key(|x| x.active)
+            .max_by_key(|x| x.next_need)
         {
             x.asked = true;
             x.evict.notify_one();
@@ -265,7 +274,7 @@ impl Broker {
                 id,
                 Holder {
                     since: now,
-                    active: now,
+                    next_need: now,
                     evict: evict.clone(),
                     asked: false,
                 },

@@ -11,7 +11,8 @@
 //! who tries.
 //!
 //! **Activity.** Instead of asking every database "is a tick due?" every second, the
-//! leader reads the cluster's snapshot every [`POLL`]: its xmax moves only when a writing
+//! leader reads the cluster's snapshot every [`POLL`] ([`POLL_QUIET`] in a quiet
+//! spell): its xmax moves only when a writing
 //! transaction ends somewhere. When one ended that is not ours (database tasks report the
 //! txids of their own writes, [`Signals::own_xid`]), [`sql::ACTIVE_DATABASES`] names the
 //! databases whose client sessions did something since the previous look, and their tasks
@@ -37,8 +38,13 @@ use super::database::Backoff;
 use crate::config::Config;
 use crate::sql;
 
-/// How often the leader reads the snapshot.
+/// How often the leader reads the snapshot while others have written lately …
 pub const POLL: Duration = Duration::from_millis(10);
+/// … and when the cluster has been quiet for [`QUIET_AFTER`] (half the cost; a first
+/// event after a quiet spell is seen a few milliseconds later).
+pub const POLL_QUIET: Duration = Duration::from_millis(20);
+/// How long after the last foreign write the cluster counts as quiet.
+pub const QUIET_AFTER: Duration = Duration::from_secs(5);
 /// How often write counters are compared while others are writing.
 pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 /// How long after the last foreign write the counters keep being compared (a backend may
@@ -353,7 +359,11 @@ async fn session(
             }
         }
         let pause = if signals.current_role() == Role::Leader {
-            POLL
+            if last_foreign.is_some_and(|t| t.elapsed() < QUIET_AFTER) {
+                POLL
+            } else {
+                POLL_QUIET
+            }
         } else {
             next_role.saturating_duration_since(Instant::now())
         };

@@ -140,7 +140,7 @@ impl Schedule {
         }
     }
 
-    /// Sets the slack added to predicted due times (see [`EVICTED_SLACK`]).
+    /// Sets the slack added to predicted due times (`EVICTED_SLACK` while evicted).
     pub fn set_slack(&mut self, slack: Duration) {
         self.slack = slack;
     }
@@ -540,6 +540,9 @@ impl DatabaseTask {
             let lane = match schedule.due(Instant::now(), &cfg) {
                 Ok(lane) => lane,
                 Err(wake_at) => {
+                    if let Some(t) = c.tenancy() {
+                        t.next_need(schedule.next(Lane::Ticker, &cfg));
+                    }
                     match self.wait(wake_at, true).await {
                         Wake::Cancelled => return Exit::Cancelled,
                         Wake::Poked => {
