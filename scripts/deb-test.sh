@@ -104,6 +104,10 @@ fi
 [ -L "$wants" ] || fail "postinst did not enable pgqd.service"
 echo "deb: systemd-analyze verify $unit: clean; unit enabled"
 
+top=$(zcat /usr/share/doc/pgqd-rs/changelog.Debian.gz | head -n 1)
+[[ "$top" == "pgqd-rs ($deb_version) "* ]] ||
+    fail "packaging/deb/changelog starts with '$top', not version $deb_version"
+
 conffiles=$(dpkg-query -W -f='${Conffiles}' pgqd-rs)
 for f in /etc/pgqd.ini /etc/logrotate.d/pgqd; do
     grep -q " $f " <<<"$conffiles" || fail "$f is not a conffile"
