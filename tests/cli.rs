@@ -400,6 +400,23 @@ fn shipped_ini_is_valid_with_every_key_set() {
         })
         .collect();
     assert!(keys >= 20, "only {keys} keys found in config/pgqd.ini");
+    // The same keys as config/pgqd.toml ("# key = value"), so a new key reaches both.
+    let key_of = |l: &str, prefix: &str| {
+        let rest = l.strip_prefix(prefix)?;
+        let (k, _) = rest.split_once(" =")?;
+        (!k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .then(|| k.to_string())
+    };
+    let toml = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pgqd.toml"))
+        .expect("read config/pgqd.toml");
+    let toml_keys: std::collections::BTreeSet<String> =
+        toml.lines().filter_map(|l| key_of(l, "# ")).collect();
+    let ini_keys: std::collections::BTreeSet<String> =
+        text.lines().filter_map(|l| key_of(l, ";")).collect();
+    assert_eq!(
+        ini_keys, toml_keys,
+        "config/pgqd.ini and config/pgqd.toml list different keys"
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "pgqd.ini", &all);
     let o = pgqd(&["--check-config", p.to_str().unwrap()]);
