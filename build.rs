@@ -22,7 +22,11 @@ fn main() {
     out.push_str("pub static COMPONENT_FILES: &[(&str, &[(&str, &str)])] = &[\n");
     for comp in COMPONENTS {
         let dir = sql.join(comp);
-        println!("cargo:rerun-if-changed={}", dir.display());
+        // A missing path in rerun-if-changed makes cargo rebuild the crate every time;
+        // `sql` itself is watched, so a component directory created later is noticed.
+        if dir.is_dir() {
+            println!("cargo:rerun-if-changed={}", dir.display());
+        }
         let mut names: Vec<String> = match fs::read_dir(&dir) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())
@@ -49,7 +53,12 @@ fn main() {
 
     // Upgrade scripts of the pgq component: sql/pgq/upgrade/pgq--A--B.sql.
     let up = sql.join("pgq").join("upgrade");
-    println!("cargo:rerun-if-changed={}", up.display());
+    if up.is_dir() {
+        println!("cargo:rerun-if-changed={}", up.display());
+    } else {
+        // Its creation changes sql/pgq, which is watched.
+        println!("cargo:rerun-if-changed={}", sql.join("pgq").display());
+    }
     let mut ups: Vec<String> = match fs::read_dir(&up) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())

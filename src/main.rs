@@ -485,3 +485,98 @@ async fn watchdog(every: Duration, beat: watch::Receiver<Instant>, token: Cancel
         }
     }
 }
+
+/// The man pages in `docs/man/` (shipped by the Debian package) are rendered from [`Cli`]
+/// by `clap_mangen`, so they cannot drift from `--help`: this test fails while a
+/// committed page differs from what the clap definition renders now. A test rather than
+/// a generator binary or a build step: nothing extra is built or shipped, the packaging
+/// script needs no Rust step of its own, and every CI run checks it.
+/// `UPDATE_MANPAGES=1 cargo test --bin pgqd man_pages` rewrites the pages.
+#[cfg(test)]
+mod man_pages {
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::path::Path;
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Sections of pgqd(8) that clap does not know: where the packaged files live.
+    const PGQD_8_TAIL: &str = r#".SH FILES
+.TP
+/etc/pgqd.ini
+Config of the packaged systemd unit, in the C pgqd's format; the same keys in TOML are
+read from a file named *.toml. Check it with \fBpgqd \-\-check\-config /etc/pgqd.ini\fR.
+.TP
+/lib/systemd/system/pgqd.service
+The unit: runs as postgres, reports readiness to systemd, reloads the config on
+\fBsystemctl reload pgqd\fR; log lines go to the journal (\fBjournalctl \-u pgqd\fR).
+.TP
+/etc/logrotate.d/pgqd
+Rotates /var/log/pgqd/*.log, for a config that sets logfile there.
+.TP
+/usr/share/doc/pgqd\-rs/examples/pgqd.toml
+Every config key with its meaning, commented out at its default.
+.SH "SEE ALSO"
+\fBsystemctl\fR(1), \fBjournalctl\fR(1), \fBlogrotate\fR(8)
+"#;
+
+    /// Every page: file name → contents (pgqd.8 and one per visible subcommand).
+    fn render() -> BTreeMap<String, Vec<u8>> {
+        fn add(cmd: &clap::Command, pages: &mut BTreeMap<String, Vec<u8>>) {
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                add(sub, pages);
+            }
+            let man = clap_mangen::Man::new(cmd.clone())
+                .section("8")
+                .source("pgqd")
+                .manual("System Administration");
+            let mut page = Vec::new();
+            man.render(&mut page).expect("render to memory");
+            if cmd.get_name() == "pgqd" {
+                page.extend_from_slice(PGQD_8_TAIL.as_bytes());
+            }
+            pages.insert(man.get_filename(), page);
+        }
+        let mut cmd = Cli::command().disable_help_subcommand(true);
+        cmd.build();
+        let mut pages = BTreeMap::new();
+        add(&cmd, &mut pages);
+        pages
+    }
+
+    #[test]
+    fn man_pages_are_current() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
+        let pages = render();
+        assert!(pages.contains_key("pgqd.8") && pages.contains_key("pgqd-install.8"));
+        let update = std::env::var_os("UPDATE_MANPAGES").is_some();
+        let mut stale = Vec::new();
+        for (name, page) in &pages {
+            let path = dir.join(name);
+            if fs::read(&path).ok().as_deref() != Some(page.as_slice()) {
+                stale.push(name.clone());
+                if update {
+                    fs::create_dir_all(&dir).expect("create docs/man");
+                    fs::write(&path, page).expect("write a man page");
+                }
+            }
+        }
+        // A page of a command that no longer exists.
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".8") && !pages.contains_key(&name) {
+                stale.push(name);
+                if update {
+                    fs::remove_file(entry.path()).expect("remove a stale man page");
+                }
+            }
+        }
+        assert!(
+            update || stale.is_empty(),
+            "man pages in docs/man differ from the clap definition: {stale:?}; \
+             regenerate with UPDATE_MANPAGES=1 cargo test --bin pgqd man_pages"
+        );
+    }
+}

@@ -378,6 +378,51 @@ mod pidfile {
     }
 }
 
+/// The /etc/pgqd.ini of the Debian package (config/pgqd.ini) is valid as shipped, and
+/// with every commented-out key set to the value shown, so each documented default is
+/// one the daemon accepts.
+#[test]
+fn shipped_ini_is_valid_with_every_key_set() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pgqd.ini");
+    let o = pgqd(&["--check-config", shipped.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = fs::read_to_string(&shipped).expect("read config/pgqd.ini");
+    // Key lines are ";key = value"; prose comments are "; text" or ";; text".
+    let mut keys = 0;
+    let all: String = text
+        .lines()
+        .map(|l| match l.strip_prefix(';') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => {
+                keys += 1;
+                format!("{rest}\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    assert!(keys >= 20, "only {keys} keys found in config/pgqd.ini");
+    // The same keys as config/pgqd.toml ("# key = value"), so a new key reaches both.
+    let key_of = |l: &str, prefix: &str| {
+        let rest = l.strip_prefix(prefix)?;
+        let (k, _) = rest.split_once(" =")?;
+        (!k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .then(|| k.to_string())
+    };
+    let toml = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pgqd.toml"))
+        .expect("read config/pgqd.toml");
+    let toml_keys: std::collections::BTreeSet<String> =
+        toml.lines().filter_map(|l| key_of(l, "# ")).collect();
+    let ini_keys: std::collections::BTreeSet<String> =
+        text.lines().filter_map(|l| key_of(l, ";")).collect();
+    assert_eq!(
+        ini_keys, toml_keys,
+        "config/pgqd.ini and config/pgqd.toml list different keys"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "pgqd.ini", &all);
+    let o = pgqd(&["--check-config", p.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}\n{all}", stderr(&o));
+}
+
 #[test]
 fn systemd_unit_verifies() {
     let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
