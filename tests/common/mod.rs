@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
 pub mod golden;
+pub mod pgqd_proc;
 
 /// Environment variable that keeps cluster directories after the test, for debugging.
 const KEEP_VAR: &str = "PGQD_TEST_KEEP";
