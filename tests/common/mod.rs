@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
+pub mod fence;
 pub mod golden;
 pub mod pgqd_proc;
 
