@@ -5,6 +5,10 @@
 //! every tick records the ticking session's `application_name` and whether that backend
 //! held the database fence lock. The daemons differ only by `application_name` in their
 //! connection strings.
+//!
+//! Also here, the failover half of #8: a daemon pointed at a hot standby (made with
+//! `pg_basebackup -R`) never ticks it, and one with a multi-host connection string and
+//! `target_session_attrs=read-write` follows a promotion.
 
 mod common;
 
@@ -14,6 +18,7 @@ use common::fence::{
     DB_KEY, audit_rows, handovers, install_audit, leader_holders, server_now, unfenced,
 };
 use common::pgqd_proc::{PgqdProc, daemon_toml, socket_connstr};
+use common::standby::Standby;
 use common::{TestCluster, wait_until};
 
 const DBS: &[&str] = &["ha1", "ha2"];
@@ -200,4 +205,155 @@ fn wait_ticked_by_one(c: &TestCluster, db: &str, app: &str, since: f64, within: 
             .find(|r| r.app == app)
             .map(|_| ())
     });
+}
+
+/// Log lines of level WARN or ERROR (text format: timestamp, level, …).
+fn problem_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| matches!(l.split_whitespace().nth(1), Some("WARN" | "ERROR")))
+        .collect()
+}
+
+/// Most WARN/ERROR lines a daemon may log about a standby it serves for a few seconds:
+/// "logged once", with some room for a reconnect.
+const STORM: usize = 3;
+
+/// A daemon pointed at a hot standby never ticks it (it cannot, but it must not try each
+/// period either: no error storm), and tells the primary's tick history nothing new.
+#[test]
+fn daemon_on_standby_never_ticks_it() {
+    let c = TestCluster::start();
+    busy_db(&c, "app");
+    c.psql("app", "select pgq.ticker('q')");
+    let standby = Standby::create(&c, c.port + 1);
+    let ticks_before = c.psql("app", "select count(*) from pgq.tick");
+    assert_eq!(standby.psql("app", "select pg_is_in_recovery()"), "t");
+    let mut d = PgqdProc::start(
+        &c.dir,
+        "pgqd_standby",
+        &daemon_toml(
+            &format!(
+                "host={} port={} user=postgres application_name=pgqd_standby",
+                c.socket_dir.display(),
+                standby.port
+            ),
+            &[
+                &format!("ticker_period = \"{}ms\"", PERIOD.as_millis()),
+                "check_period = \"1s\"",
+                "maint_period = \"1s\"",
+                "retry_period = \"1s\"",
+            ],
+        ),
+    );
+    // The daemon reaches the standby (it is not refused at the door) …
+    wait_until(
+        "the daemon connected to the standby",
+        Duration::from_secs(15),
+        || {
+            standby
+                .try_psql(
+                    "postgres",
+                    "select count(*) from pg_stat_activity where application_name = 'pgqd_standby'",
+                )
+                .filter(|n| n != "0")
+        },
+    );
+    // … and stays for a few ticker periods.
+    std::thread::sleep(Duration::from_secs(4));
+    d.assert_alive("pgqd_standby");
+    let ticks_after = c.psql("app", "select count(*) from pgq.tick");
+    let log = d.log_text();
+    let problems = problem_lines(&log);
+    eprintln!(
+        "ha: standby: primary ticks before={ticks_before} after={ticks_after}; \
+         daemon WARN/ERROR lines in 4 s: {}",
+        problems.len()
+    );
+    for l in &problems {
+        eprintln!("ha: standby: | {l}");
+    }
+    assert_eq!(ticks_before, ticks_after, "nothing ticked the primary");
+    // 25006 read_only_sql_transaction: the daemon tried to write (tick, retry, rotate).
+    let tried: Vec<&str> = log.lines().filter(|l| l.contains("25006")).collect();
+    assert!(
+        tried.is_empty(),
+        "the daemon tried to write on a server in recovery (check pg_is_in_recovery() \
+         first):\n{}",
+        tried.join("\n")
+    );
+    assert!(
+        problems.len() <= STORM,
+        "error storm against a standby ({} WARN/ERROR lines), first ones:\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(5)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A daemon with a two-host connection string and `target_session_attrs=read-write`
+/// ticks the primary, and after the primary stops and the standby is promoted, ticks the
+/// new primary.
+#[test]
+fn multi_host_connstr_follows_promotion() {
+    let c = TestCluster::start();
+    busy_db(&c, "app");
+    let standby = Standby::create(&c, c.port + 1);
+    let dir = c.socket_dir.display();
+    let mut d = PgqdProc::start(
+        &c.dir,
+        "pgqd_mh",
+        &daemon_toml(
+            &format!(
+                "host={dir},{dir} port={},{} user=postgres target_session_attrs=read-write \
+                 connect_timeout=2 application_name=pgqd_mh",
+                c.port, standby.port
+            ),
+            &[
+                &format!("ticker_period = \"{}ms\"", PERIOD.as_millis()),
+                "check_period = \"1s\"",
+                "maint_period = \"1s\"",
+                "retry_period = \"1s\"",
+                "reconnect_max_delay = \"1s\"",
+            ],
+        ),
+    );
+    let t0 = server_now(&c);
+    wait_until("ticks on the primary", Duration::from_secs(15), || {
+        (!audit_rows(&c, "app", t0).is_empty()).then_some(())
+    });
+    c.stop();
+    let stopped = Instant::now();
+    standby.promote();
+    let promoted = Instant::now();
+    let since: f64 = standby
+        .psql("postgres", "select extract(epoch from clock_timestamp())")
+        .parse()
+        .expect("epoch");
+    let first = wait_until(
+        "ticks on the promoted standby",
+        Duration::from_secs(30),
+        || {
+            standby
+                .try_psql(
+                    "app",
+                    &format!(
+                        "select min(extract(epoch from at)) from public.fence_audit \
+                      where app = 'pgqd_mh' and extract(epoch from at) > {since}"
+                    ),
+                )
+                .filter(|s| !s.is_empty())
+                .and_then(|s| s.parse::<f64>().ok())
+        },
+    );
+    d.assert_alive("pgqd_mh");
+    eprintln!(
+        "ha: failover: promotion took {:.2}s after the primary stopped; first tick on the new \
+         primary {:.2}s after promotion",
+        promoted.duration_since(stopped).as_secs_f64(),
+        first - since
+    );
 }
