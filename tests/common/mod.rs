@@ -24,6 +24,7 @@ use tokio_postgres::{Client, NoTls};
 pub mod fence;
 pub mod golden;
 pub mod pgqd_proc;
+pub mod proxy;
 pub mod standby;
 
 /// Environment variable that keeps cluster directories after the test, for debugging.
