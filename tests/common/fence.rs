@@ -11,15 +11,24 @@
 
 use crate::common::TestCluster;
 
-/// Cluster leader lock key (pg_locks: classid 1885828452, objid 0, objsubid 1).
+/// Cluster leader lock key (pg_locks: classid 1885827428 = 0x70677164, objid 0,
+/// objsubid 1).
 pub const LEADER_KEY: &str = "x'7067716400000000'::int8";
-/// Per-database fence key (pg_locks: classid 1885828452, objid 1, objsubid 1).
+/// Per-database fence key (pg_locks: classid 1885827428, objid 1, objsubid 1).
 pub const DB_KEY: &str = "x'7067716400000001'::int8";
-/// `classid` of both keys in `pg_locks` (the upper 32 bits, "pgqd").
-pub const CLASSID: i64 = 1885828452;
+
+/// `pg_locks` condition for the bigint advisory lock `key` (its upper half is `classid`,
+/// its lower half `objid`; `objsubid` 1 marks the one-bigint form), held.
+fn lock_is(alias: &str, key: &str) -> String {
+    format!(
+        "{alias}.locktype = 'advisory' and {alias}.objsubid = 1 and {alias}.granted \
+         and (({alias}.classid::int8 << 32) | {alias}.objid::int8) = {key}"
+    )
+}
 
 /// Adds the audit table and trigger to `db` (which has our pgq schema).
 pub fn install_audit(c: &TestCluster, db: &str) {
+    let held = lock_is("l", DB_KEY);
     c.psql(
         db,
         &format!(
@@ -32,9 +41,7 @@ pub fn install_audit(c: &TestCluster, db: &str) {
                  values (new.tick_queue, new.tick_id, \
                          pg_catalog.current_setting('application_name'), \
                          exists (select 1 from pg_catalog.pg_locks l \
-                                  where l.locktype = 'advisory' and l.classid = {CLASSID} \
-                                    and l.objid = 1 and l.objsubid = 1 and l.granted \
-                                    and l.pid = pg_catalog.pg_backend_pid())); \
+                                  where {held} and l.pid = pg_catalog.pg_backend_pid())); \
                  return new; \
              end $f$; \
              create trigger fence_audit after insert on pgq.tick \
@@ -99,8 +106,8 @@ pub fn leader_holders(c: &TestCluster) -> Vec<String> {
         "postgres",
         &format!(
             "select a.application_name from pg_locks l join pg_stat_activity a using (pid) \
-              where l.locktype = 'advisory' and l.classid = {CLASSID} and l.objid = 0 \
-                and l.objsubid = 1 and l.granted order by 1"
+              where {} order by 1",
+            lock_is("l", LEADER_KEY)
         ),
     )
     .lines()
