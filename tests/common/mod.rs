@@ -23,6 +23,7 @@ use tokio_postgres::{Client, NoTls};
 
 pub mod fence;
 pub mod golden;
+pub mod netns;
 pub mod pgqd_proc;
 pub mod proxy;
 pub mod standby;

@@ -25,11 +25,19 @@ pub struct PgqdProc {
     pub log: PathBuf,
     /// How many times it was started.
     pub starts: u32,
+    /// Command prefix the daemon runs under (e.g. `ip netns exec NS`); empty: none.
+    wrapper: Vec<String>,
 }
 
 impl PgqdProc {
     /// Writes `toml` to `<dir>/<name>.toml` and starts the daemon with it.
     pub fn start(dir: &Path, name: &str, toml: &str) -> PgqdProc {
+        PgqdProc::start_wrapped(dir, name, toml, Vec::new())
+    }
+
+    /// Like [`PgqdProc::start`], run through `wrapper` (a command prefix that execs its
+    /// arguments, so the pid stays the daemon's).
+    pub fn start_wrapped(dir: &Path, name: &str, toml: &str, wrapper: Vec<String>) -> PgqdProc {
         let config = dir.join(format!("{name}.toml"));
         fs::write(&config, toml).expect("write daemon config");
         let mut p = PgqdProc {
@@ -37,6 +45,7 @@ impl PgqdProc {
             config,
             log: dir.join(format!("{name}.log")),
             starts: 0,
+            wrapper,
         };
         p.spawn();
         p
@@ -49,7 +58,15 @@ impl PgqdProc {
             .open(&self.log)
             .expect("open daemon log");
         let _ = writeln!(f, "---- start #{} ----", self.starts + 1);
-        let child = Command::new(PGQD_BIN)
+        let mut cmd = match self.wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(PGQD_BIN);
+                c
+            }
+            None => Command::new(PGQD_BIN),
+        };
+        let child = cmd
             .arg(&self.config)
             .env("RUST_LOG", "pgqd=debug")
             .stdin(Stdio::null())
