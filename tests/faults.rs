@@ -33,6 +33,8 @@ const PERIODS: &[&str] = &[
     "lock_timeout = \"1s\"",
     "statement_timeout = \"5s\"",
     "shutdown_timeout = \"2s\"",
+    // Retries are debug lines: the backoff is measured from them.
+    "log_level = \"debug\"",
 ];
 
 /// A database with our schema and a queue `q` that is due every 200 ms.
@@ -235,6 +237,21 @@ fn statement_hanging_on_a_lock_times_out_and_recovers() {
     assert_logged_once(&d, "hang", "55P03", "lock hang");
 }
 
+/// Seconds of the day of a log line's timestamp (`2026-01-01T12:34:56.789Z …`).
+fn log_time(line: &str) -> Option<f64> {
+    let t = line
+        .split_whitespace()
+        .next()?
+        .split('T')
+        .nth(1)?
+        .trim_end_matches('Z');
+    let mut f = t.split(':');
+    let h: f64 = f.next()?.parse().ok()?;
+    let m: f64 = f.next()?.parse().ok()?;
+    let s: f64 = f.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
 /// The latest tick id, read on a connection the test holds.
 async fn held_tick(cl: &tokio_postgres::Client) -> i64 {
     cl.query_one("select coalesce(max(tick_id), 0) from pgq.tick", &[])
@@ -281,7 +298,8 @@ async fn max_connections_exhausted_then_freed() {
         .await
         .expect("open late");
     let steady0 = held_tick(first).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Long enough for an uncapped doubling backoff to pass 1.5 s between attempts.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let steady1 = held_tick(first).await;
     d.assert_alive("pgqd");
     eprintln!(
@@ -305,8 +323,26 @@ async fn max_connections_exhausted_then_freed() {
             l.chars().take(300).collect::<String>()
         );
     }
+    // Connection attempts to `late` (the first is the WARN, the rest debug lines).
+    let attempts: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("db{db=late}") && l.contains("cannot connect"))
+        .filter_map(log_time)
+        .collect();
+    let gaps: Vec<f64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    let max_gap = gaps.iter().copied().fold(0.0, f64::max);
+    eprintln!(
+        "faults: max_connections: {} attempts on late, largest gap {max_gap:.2}s \
+         (reconnect_max_delay 1s)",
+        attempts.len()
+    );
     drop(held);
     wait_tick(&c, "late", 0, Duration::from_secs(20));
+    assert!(attempts.len() >= 3, "the daemon kept retrying late");
+    assert!(
+        max_gap <= 1.5,
+        "backoff not capped at reconnect_max_delay (1 s): gaps {gaps:.2?}"
+    );
     assert!(
         steady1 - steady0 >= 5,
         "steady kept ticking on its connection while the slots were full"

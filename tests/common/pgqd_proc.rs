@@ -68,7 +68,6 @@ impl PgqdProc {
         };
         let child = cmd
             .arg(&self.config)
-            .env("RUST_LOG", "pgqd=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::from(f.try_clone().expect("clone log handle")))
             .stderr(Stdio::from(f))
