@@ -27,7 +27,7 @@ fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .map_err(|e| format!("run ip: {e}"))?;
+        .map_err(|e| format!("run ip (package iproute2): {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
