@@ -72,6 +72,13 @@ fn tick_of(c: &TestCluster, db: &str) -> Option<i64> {
         .flatten()
 }
 
+/// Waits for a tick made after this call (`pgq.create_queue` makes a queue's first tick
+/// itself, so "any tick" would prove nothing about the daemon); returns its id.
+fn wait_next_tick(c: &TestCluster, db: &str, within: Duration) -> i64 {
+    let now = tick_of(c, db).unwrap_or_else(|| panic!("read ticks of {db}"));
+    wait_tick(c, db, now, within)
+}
+
 /// Waits until `db` has a tick above `after`; returns it.
 fn wait_tick(c: &TestCluster, db: &str, after: i64, within: Duration) -> i64 {
     wait_until(&format!("a tick in {db} after {after}"), within, || {
@@ -135,7 +142,7 @@ fn dropped_database_and_reinstalled_pgq_leave_others_ticking() {
     }
     let mut d = start_daemon(&c, &socket_connstr(&c, "pgqd"));
     for db in ["steady", "victim", "again"] {
-        wait_tick(&c, db, 0, Duration::from_secs(15));
+        wait_next_tick(&c, db, Duration::from_secs(15));
     }
 
     // A daemon statement waits on a lock in `victim` when the database is dropped.
@@ -199,7 +206,7 @@ fn dropped_database_and_reinstalled_pgq_leave_others_ticking() {
     std::thread::sleep(Duration::from_secs(1));
     install_schema(&c, "again", &["pgq"]);
     ticking_queue(&c, "again");
-    wait_tick(&c, "again", 0, Duration::from_secs(15));
+    wait_next_tick(&c, "again", Duration::from_secs(15));
     d.assert_alive("pgqd");
     assert_kept_ticking(&c, steady1, 3, "pgq re-installed");
     let log = d.log_text();
@@ -218,7 +225,7 @@ fn statement_hanging_on_a_lock_times_out_and_recovers() {
     ticking_db(&c, "steady");
     ticking_db(&c, "hang");
     let mut d = start_daemon(&c, &socket_connstr(&c, "pgqd"));
-    wait_tick(&c, "hang", 0, Duration::from_secs(15));
+    wait_next_tick(&c, "hang", Duration::from_secs(15));
     let steady0 = tick_of(&c, "steady").expect("steady ticks");
     let hang0 = tick_of(&c, "hang").expect("hang ticks");
     // 4 s of an exclusive lock on pgq.tick: every due check and tick waits for it and hits
@@ -271,7 +278,7 @@ async fn max_connections_exhausted_then_freed() {
     // `late` appears only once the slots are full.
     c.psql("postgres", "alter database late allow_connections false");
     let mut d = start_daemon(&c, &socket_connstr(&c, "pgqd"));
-    wait_tick(&c, "steady", 0, Duration::from_secs(15));
+    wait_next_tick(&c, "steady", Duration::from_secs(15));
 
     // Take every free slot.
     let mut held = Vec::new();
@@ -337,7 +344,7 @@ async fn max_connections_exhausted_then_freed() {
         attempts.len()
     );
     drop(held);
-    wait_tick(&c, "late", 0, Duration::from_secs(20));
+    wait_next_tick(&c, "late", Duration::from_secs(20));
     assert!(attempts.len() >= 3, "the daemon kept retrying late");
     assert!(
         max_gap <= 1.5,
@@ -401,7 +408,7 @@ async fn unreachable_host_is_retried_quietly_until_it_answers() {
     );
     let before = Instant::now();
     proxy.heal();
-    wait_tick(&c, "steady", 0, Duration::from_secs(15));
+    wait_next_tick(&c, "steady", Duration::from_secs(15));
     eprintln!(
         "faults: unreachable host: first tick {:.1}s after the host answered",
         before.elapsed().as_secs_f64()
@@ -507,7 +514,7 @@ fn disk_full_under_event_tables_is_logged_once_and_survived() {
     assert!(!tables.is_empty(), "found the event tables");
     c.psql("full", &tables);
     let mut d = start_daemon(&c, &socket_connstr(&c, "pgqd"));
-    wait_tick(&c, "full", 0, Duration::from_secs(15));
+    wait_next_tick(&c, "full", Duration::from_secs(15));
 
     // Fill it: inserts fail with 53100 disk_full.
     let mut inserted = 0;
