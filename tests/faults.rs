@@ -779,17 +779,19 @@ fn pgbouncer_transaction_pooling() {
     }
     assert_eq!(unfenced, 0, "ticks made without the fence lock held");
     // `pooled` is due every 200 ms: a daemon that works behind the bouncer ticks it about
-    // 25 times in 5 s; one that cannot must say why (transaction pooling breaks its
-    // session state: prepared statements, the leader and fence session locks).
+    // 25 times in 5 s without complaint; one that cannot must say why (transaction pooling
+    // breaks its session state: prepared statements, the leader and fence session locks).
+    let works = rows.len() >= 15 && problems.is_empty();
     let says_why = problems.iter().any(|l| {
         let l = l.to_lowercase();
         l.contains("pgbouncer") || l.contains("pooling")
     });
     assert!(
-        rows.len() >= 10 || says_why,
-        "behind transaction pooling the daemon neither ticks steadily ({} ticks in 5 s) nor \
-         refuses saying why",
-        rows.len()
+        works || says_why,
+        "behind transaction pooling the daemon neither works ({} ticks in 5 s, {} WARN/ERROR \
+         lines) nor refuses saying why",
+        rows.len(),
+        problems.len()
     );
     assert!(problems.len() <= 2 * ONCE_PER_LANE, "error storm");
 }
