@@ -638,14 +638,13 @@ impl Bouncer {
             ),
         )
         .expect("pgbouncer.ini");
-        let mut cmd = match server_user() {
-            Some(u) => {
-                let mut x = Command::new("runuser");
-                x.args(["-u", &u, "--"]).arg(bin);
-                x
-            }
-            None => Command::new(bin),
-        };
+        // pgbouncer refuses to run as root; `-u` makes it switch user itself, so the child
+        // we kill on drop is pgbouncer (through runuser it would be runuser, and pgbouncer
+        // would outlive the test).
+        let mut cmd = Command::new(bin);
+        if let Some(u) = server_user() {
+            cmd.args(["-u", &u]);
+        }
         let child = cmd
             .arg(&ini)
             .stdin(Stdio::null())
