@@ -373,9 +373,11 @@ fn run_daemon(path: PathBuf, cfg: Config, verbose: u8, quiet: u8) -> u8 {
         },
         None => None,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the daemon waits on the network almost all the time, and a single-threaded
+    // runtime saves the cross-thread wake-ups of every 10 ms poll and the idle workers'
+    // memory (issue #7: CPU and RSS targets).
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("pgqd")
         .build()
     {
         Ok(rt) => rt,

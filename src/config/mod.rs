@@ -155,7 +155,7 @@ impl Default for Config {
             log_level: LogLevel::Info,
             application_name: "pgqd".into(),
             connection_budget: 64,
-            reconnect_max_delay: Duration::from_secs(60),
+            reconnect_max_delay: Duration::from_secs(10),
             metrics_listen: None,
             consumer_lag_warning: Duration::ZERO,
         }

@@ -71,13 +71,22 @@ pub enum StmtError {
     /// holds this database, so nothing was written (issue #8).
     #[error("the per-database fence was refused: another pgqd holds this database")]
     Fenced,
+    /// A statement this session prepared is gone (26000): the session is not one server
+    /// session, i.e. a transaction-pooling proxy sits in between.
+    #[error(
+        "{0}; a statement prepared on this session vanished: pgqd seems to be behind a \
+         transaction-pooling proxy (PgBouncer pool_mode=transaction), which breaks the session \
+         state it needs (prepared statements, advisory locks); connect pgqd to PostgreSQL \
+         directly or use pool_mode=session"
+    )]
+    Pooled(tokio_postgres::Error),
 }
 
 impl StmtError {
     /// The SQLSTATE, when the server sent one.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            StmtError::Pg(e) => crate::pgerr::sqlstate(e),
+            StmtError::Pg(e) | StmtError::Pooled(e) => crate::pgerr::sqlstate(e),
             StmtError::ClientTimeout(_) | StmtError::Fenced => None,
         }
     }
@@ -86,7 +95,9 @@ impl StmtError {
     pub fn action(&self, core: bool) -> super::classify::Action {
         match self {
             StmtError::Pg(e) => super::classify::classify(e, core),
-            StmtError::ClientTimeout(_) | StmtError::Fenced => super::classify::Action::Reconnect,
+            StmtError::ClientTimeout(_) | StmtError::Fenced | StmtError::Pooled(_) => {
+                super::classify::Action::Reconnect
+            }
         }
     }
 }
@@ -100,6 +111,11 @@ pub enum ConnectError {
     /// The server refused or could not be reached.
     #[error("{}", crate::pgerr::describe(.0))]
     Server(tokio_postgres::Error),
+    /// Connecting (TCP, TLS and the startup handshake together) took longer than the
+    /// connection string's `connect_timeout` (10 s when it sets none): a host that accepts
+    /// TCP and then says nothing must not hang a task.
+    #[error("no answer from the server within {0:?} (connect_timeout)")]
+    Timeout(Duration),
 }
 
 impl ConnectError {
@@ -109,7 +125,7 @@ impl ConnectError {
         use super::classify::Action;
         let action = match self {
             ConnectError::Server(e) => super::classify::classify(e, false),
-            ConnectError::Config(_) => Action::Reconnect,
+            ConnectError::Config(_) | ConnectError::Timeout(_) => Action::Reconnect,
         };
         match action {
             Action::Stop => Action::Stop,
@@ -318,7 +334,18 @@ impl Broker {
         if target.pg.get_connect_timeout().is_none() {
             target.pg.connect_timeout(CONNECT_TIMEOUT);
         }
-        let client = match target.connect().await {
+        // tokio-postgres applies connect_timeout to the socket connect only; bound the
+        // whole handshake too.
+        let limit = target
+            .pg
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        let client = match tokio::time::timeout(limit, target.connect()).await {
+            Err(_) => return Err(ConnectError::Timeout(limit)),
+            Ok(r) => r,
+        };
+        let client = match client {
             Ok(c) => c,
             Err(crate::conn::Error::Connect { source, .. }) => {
                 return Err(ConnectError::Server(source));
@@ -432,7 +459,13 @@ impl DbConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StmtError> {
         let stmt = self.statement(sql).await?;
-        guarded(self.deadline(), self.client.query(&stmt, params)).await
+        match guarded(self.deadline(), self.client.query(&stmt, params)).await {
+            Err(StmtError::Pg(e)) if crate::pgerr::sqlstate(&e) == Some("26000") => {
+                self.prepared.clear();
+                Err(StmtError::Pooled(e))
+            }
+            r => r,
+        }
     }
 
     /// Runs a statement built at run time (maintenance calls), unprepared.

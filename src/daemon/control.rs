@@ -225,6 +225,7 @@ pub async fn control_loop(
         let mut said_standby: Option<String> = None;
         loop {
             let cfg = cfg_rx.borrow_and_update().clone();
+            backoff.set_max(cfg.reconnect_max_delay);
             let r = tokio::select! {
                 r = session(&broker, &cfg, &mut cfg_rx, &token, &signals, &mut said_standby) => r,
                 _ = token.cancelled() => break,

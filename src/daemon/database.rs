@@ -43,12 +43,16 @@ const START_JITTER_MAX: Duration = Duration::from_secs(5);
 /// Least time between two due checks that activity asked for, while no queue has events
 /// waiting (a first event should tick within milliseconds) …
 const POKE_GAP: Duration = Duration::from_millis(5);
-/// … and while some do (their due time is known; only `ticker_max_count` needs looking).
-const POKE_GAP_BUSY: Duration = Duration::from_millis(25);
+/// … and while some do: their `ticker_max_lag` moment is known and their
+/// `ticker_max_count` moment predicted from the event rate (ticker.rs), so activity only
+/// needs looking at for bursts.
+const POKE_GAP_BUSY: Duration = Duration::from_millis(250);
 /// How much later than due an evicted (quiet) database is visited for an idle tick, so
 /// that one visit ticks several of its queues: after one such visit their idle periods
 /// line up and the database needs one connection per idle period, not one per queue.
 const EVICTED_SLACK: Duration = Duration::from_secs(20);
+/// A database that had events this recently keeps its connection under the budget.
+const KEEP_HOT: Duration = Duration::from_secs(60);
 
 /// How a database task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,25 +64,32 @@ pub enum Exit {
 }
 
 /// Capped exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling
-/// from `BACKOFF_START` up to `BACKOFF_MAX`.
+/// from `BACKOFF_START` up to the cap (`reconnect_max_delay`; `BACKOFF_MAX` until set).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
+    max: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             next: BACKOFF_START,
+            max: BACKOFF_MAX,
         }
     }
 }
 
 impl Backoff {
+    /// Sets the cap (the config's `reconnect_max_delay`; applies from the next delay).
+    pub fn set_max(&mut self, max: Duration) {
+        self.max = max.max(BACKOFF_START);
+    }
+
     /// The next delay.
     pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_MAX);
+        let d = self.next.min(self.max);
+        self.next = (d * 2).min(self.max);
         d / 2 + d.mul_f64(super::random_fraction() / 2.0)
     }
 
@@ -351,6 +362,7 @@ impl DatabaseTask {
         let mut schedule = Schedule::new(Instant::now(), super::random_fraction());
         let mut fenced_by: Option<String> = None;
         let mut evicted = false;
+        let mut last_events: Option<Instant> = None;
         let mut ticker = Ticker::new();
         let mut retrier = Retrier;
         let mut maintainer = Maintainer::new();
@@ -359,6 +371,7 @@ impl DatabaseTask {
                 return Exit::Cancelled;
             }
             let cfg = self.cfg_rx.borrow_and_update().clone();
+            backoff.set_max(cfg.reconnect_max_delay);
 
             // Serve only as the leader (control.rs): a standby or a server in recovery lets
             // go of the database (and its fence); while leadership is being re-established
@@ -541,7 +554,14 @@ impl DatabaseTask {
                 Ok(lane) => lane,
                 Err(wake_at) => {
                     if let Some(t) = c.tenancy() {
-                        t.next_need(schedule.next(Lane::Ticker, &cfg));
+                        // A database that had events lately will likely have more soon.
+                        let hot = last_events.is_some_and(|e| e.elapsed() < KEEP_HOT);
+                        let now = Instant::now();
+                        t.next_need(if hot {
+                            now
+                        } else {
+                            schedule.next(Lane::Ticker, &cfg)
+                        });
                     }
                     match self.wait(wake_at, true).await {
                         Wake::Cancelled => return Exit::Cancelled,
@@ -568,10 +588,11 @@ impl DatabaseTask {
                     .await
                     .map(|p| {
                         schedule.set_busy(p.pending);
-                        if p.pending
-                            && let Some(t) = c.tenancy()
-                        {
-                            t.touch();
+                        if p.pending {
+                            last_events = Some(Instant::now());
+                            if let Some(t) = c.tenancy() {
+                                t.touch();
+                            }
                         }
                         self.stats.ticks(p.ticked as u64);
                         for _ in 0..p.failed {
@@ -845,5 +866,9 @@ mod tests {
         assert!(d >= BACKOFF_MAX / 2 && d <= BACKOFF_MAX, "{d:?}");
         b.reset();
         assert!(b.next_delay() <= BACKOFF_START);
+        b.set_max(Duration::from_secs(1));
+        for _ in 0..20 {
+            assert!(b.next_delay() <= Duration::from_secs(1));
+        }
     }
 }

@@ -133,6 +133,9 @@ impl Maintainer {
         let lease = match broker.connect(db, Purpose::Vacuum).await {
             Ok(c) => c,
             Err(super::broker::ConnectError::Server(e)) => return Err(StmtError::Pg(e)),
+            Err(super::broker::ConnectError::Timeout(d)) => {
+                return Err(StmtError::ClientTimeout(d));
+            }
             Err(e @ super::broker::ConnectError::Config(_)) => {
                 // Cannot happen once the work connection exists with the same settings;
                 // report it as a failed step.

@@ -138,6 +138,26 @@ pub struct Ticker {
     failing: HashMap<String, String>,
     /// When each queue was predicted due by the previous pass (for lateness).
     due_at: HashMap<String, Instant>,
+    /// Each busy queue's event count at the previous pass, for the rate that predicts when
+    /// it reaches `ticker_max_count`.
+    seen: HashMap<String, (i64, Instant)>,
+}
+
+/// Checks a busy queue this much before its predicted `ticker_max_count` moment: the rate
+/// is an estimate, and an early check costs one cheap SELECT.
+const COUNT_EARLY: f64 = 0.8;
+
+/// When a busy queue will reach `max_count` at the rate seen since the previous pass.
+fn count_due(q: &QueueState, prev: Option<(i64, Instant)>, now: Instant) -> Option<Duration> {
+    let (seq, tick_seq) = (q.event_seq?, q.tick_event_seq?);
+    let (seq0, t0) = prev?;
+    let dt = now.duration_since(t0).as_secs_f64();
+    if seq <= seq0 || dt <= 0.0 {
+        return None;
+    }
+    let rate = (seq - seq0) as f64 / dt;
+    let left = (q.max_count - (seq - tick_seq)).max(0) as f64;
+    Some(secs(left / rate * COUNT_EARLY))
 }
 
 impl Ticker {
@@ -169,6 +189,7 @@ impl Ticker {
         let mut earliest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
         let checked = Instant::now();
         let mut due_at = HashMap::new();
+        let mut seen = HashMap::new();
         for row in &rows {
             let q = QueueState::from_row(row)
                 .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
@@ -177,6 +198,10 @@ impl Ticker {
                 && !q.skip
             {
                 pass.pending = true;
+                if let Some(d) = count_due(&q, self.seen.get(&q.name).copied(), checked) {
+                    earliest(d);
+                }
+                seen.insert(q.name.clone(), (seq, checked));
             }
             match due_in(&q) {
                 None => continue,
@@ -232,6 +257,7 @@ impl Ticker {
         }
         pass.next_due = next;
         self.due_at = due_at;
+        self.seen = seen;
         Ok(pass)
     }
 
@@ -380,6 +406,26 @@ mod tests {
             ..q()
         };
         assert_eq!(ms(due_in(&ext)), Some(59500));
+    }
+
+    #[test]
+    fn count_rate_predicts_max_count() {
+        let t0 = Instant::now();
+        let busy = QueueState {
+            event_seq: Some(110),
+            tick_event_seq: Some(10),
+            max_count: 500,
+            ..q()
+        };
+        // 100 events in 1 s, 400 to go: 4 s, checked at 80 %.
+        let d = count_due(&busy, Some((10, t0)), t0 + Duration::from_secs(1));
+        assert_eq!(ms(d), Some(3200));
+        assert_eq!(count_due(&busy, None, t0), None, "no rate yet");
+        assert_eq!(
+            count_due(&busy, Some((110, t0)), t0 + Duration::from_secs(1)),
+            None,
+            "no new events"
+        );
     }
 
     #[test]
