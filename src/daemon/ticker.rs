@@ -138,6 +138,8 @@ pub struct Ticker {
     failing: HashMap<String, String>,
     /// When each queue was predicted due by the previous pass (for lateness).
     due_at: HashMap<String, Instant>,
+    /// Set while the database is restored from another cluster (`restored.rs`).
+    restored: super::restored::RestoreGuard,
 }
 
 impl Ticker {
@@ -157,6 +159,12 @@ impl Ticker {
         signals: &Signals,
         notify: bool,
     ) -> Result<TickPass, LaneError> {
+        // A restored database: no pgq.ticker calls until it is repaired (restored.rs).
+        match self.restored.before_pass(conn).await {
+            Ok(super::restored::Verdict::Skip) => return Ok(TickPass::default()),
+            Ok(super::restored::Verdict::Tick) => {}
+            Err(e) => return Err(LaneError::core("restored-database check", e)),
+        }
         let rows = conn
             .query(sql::DUE_CHECK, &[])
             .await
@@ -225,6 +233,15 @@ impl Ticker {
                     }
                     Action::Reprobe | Action::Retry => {
                         pass.failed += 1;
+                        if super::classify::may_be_restored(&e) {
+                            match self.restored.after_failed_tick(conn).await {
+                                Ok(true) => break,
+                                Ok(false) => {}
+                                Err(e) => {
+                                    return Err(LaneError::core("restored-database check", e));
+                                }
+                            }
+                        }
                         self.failed(&q.name, &e);
                     }
                 },
