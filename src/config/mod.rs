@@ -492,11 +492,18 @@ pub fn duration(v: &RawValue) -> Result<Duration, String> {
             if let Ok(f) = s.parse::<f64>() {
                 return secs(f);
             }
-            humantime::parse_duration(s).map_err(|e| {
+            let d = humantime::parse_duration(s).map_err(|e| {
                 format!(
                     "expected seconds or a duration such as \"500ms\" or \"2m\", got {s:?} ({e})"
                 )
-            })
+            })?;
+            // The same bound as for plain seconds: the daemon adds periods to instants,
+            // and a period of more than ~2^63 seconds would overflow one (a panic).
+            if d.as_secs_f64() < 1e12 {
+                Ok(d)
+            } else {
+                Err(format!("{s:?} is too long (the limit is 1e12 seconds)"))
+            }
         }
         other => Err(format!("expected a duration, got {}", type_name(other))),
     }
