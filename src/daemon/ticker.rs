@@ -88,7 +88,8 @@ pub fn due_in(q: &QueueState) -> Option<Duration> {
     let (Some(seq), Some(tick_seq)) = (q.event_seq, q.tick_event_seq) else {
         return Some(Duration::ZERO);
     };
-    let new_events = seq - tick_seq;
+    // saturating: corrupted figures (a sequence reset far back) must not overflow.
+    let new_events = seq.saturating_sub(tick_seq);
     let threshold = if new_events > 0 {
         if new_events >= q.max_count {
             return Some(Duration::ZERO);
