@@ -106,10 +106,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code: 2 for usage errors, 1 for everything else.
+    /// The process exit code: 2 for usage errors (a bad connection string too), 1 for
+    /// everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => EXIT_USAGE,
+            // A connection string that cannot be parsed is a usage error, like a bad flag.
+            Error::Conn(conn::Error::BadConnstr(_)) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }

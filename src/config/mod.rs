@@ -425,6 +425,11 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), Error> {
     {
         return Err(invalid("logfile and pidfile are the same file".into()));
     }
+    // The whole connection setup as the daemon will build it (values of keywords such as
+    // port or sslmode), so --check-config and a reload catch what the syntax check cannot.
+    // Errors name the keyword, never a value.
+    crate::conn::daemon_target(cfg, &cfg.initial_database)
+        .map_err(|e| invalid(format!("base_connstr: {e}")))?;
     Ok(())
 }
 

@@ -633,8 +633,11 @@ fn to_pg(p: &Params, tls: &TlsSettings) -> Result<tokio_postgres::Config, Error>
         kv.push(format!("keepalives_retries={}", quote(v)));
     }
     let mut cfg = tokio_postgres::Config::from_str(&kv.join(" ")).map_err(|e| {
-        // tokio-postgres names the option, never its value.
-        Error::BadConnstr(e.to_string())
+        // tokio-postgres names the option (in the error's source), never its value.
+        match std::error::Error::source(&e) {
+            Some(cause) => Error::BadConnstr(cause.to_string()),
+            None => Error::BadConnstr(e.to_string()),
+        }
     })?;
     cfg.ssl_mode(tls.mode.to_pg());
     Ok(cfg)
