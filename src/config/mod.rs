@@ -10,6 +10,7 @@
 //! Callers: `main.rs` (start, `--check-config`), the signal task (reload on SIGHUP).
 
 pub mod ini;
+pub mod perms;
 pub mod toml;
 
 use std::fmt;
