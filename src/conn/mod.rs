@@ -39,7 +39,8 @@ pub enum Error {
     #[error("TLS: {0}")]
     Tls(String),
     /// The server refused or could not be reached.
-    #[error("cannot connect to {target}: {source}")]
+    // describe(): tokio-postgres's own Display of a server error is just "db error".
+    #[error("cannot connect to {target}: {}", crate::pgerr::describe(.source))]
     Connect {
         /// Host and database, never the password.
         target: String,
