@@ -73,7 +73,9 @@ pub struct RestoredQueue {
 }
 
 /// Reads the rows of [`RESTORED_QUEUES`].
-pub fn from_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<RestoredQueue>, tokio_postgres::Error> {
+pub fn from_rows(
+    rows: &[tokio_postgres::Row],
+) -> Result<Vec<RestoredQueue>, tokio_postgres::Error> {
     rows.iter()
         .map(|r| {
             Ok(RestoredQueue {
@@ -291,8 +293,8 @@ async fn repair_queue(
         ))
         .await
         .map_err(sql(step(&format!("copying {t}"))))?;
-        events += tx
-            .execute(
+        events +=
+            tx.execute(
                 "update pg_temp.pgqd_repair_ev e
                     set ev_txid = case
                         when e.ev_id > $1::int8 then $2::int8
@@ -304,8 +306,7 @@ async fn repair_queue(
                 &[&last_seq, &tail, &base, &n],
             )
             .await
-            .map_err(sql(step(&format!("re-stamping the events of {t}"))))?
-            as i64;
+            .map_err(sql(step(&format!("re-stamping the events of {t}"))))? as i64;
         pending += tx
             .query_one(
                 "select count(*) from pg_temp.pgqd_repair_ev where ev_txid = $1::int8",

@@ -47,7 +47,11 @@ fn refused(dir: &Path, name: &str, text: &[u8], want: &str) {
     // The daemon itself refuses the same file the same way.
     let o = pgqd(&[path.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{name} (daemon): {}", all(&o));
-    assert!(!all(&o).contains(SECRET), "{name}: password printed: {}", all(&o));
+    assert!(
+        !all(&o).contains(SECRET),
+        "{name}: password printed: {}",
+        all(&o)
+    );
 }
 
 #[test]
@@ -57,24 +61,96 @@ fn broken_config_files_exit_2_with_a_clear_message() {
     let pw = format!("base_connstr = \"host=/tmp password={SECRET}\"\n");
     let cases: Vec<(&str, String, &str)> = vec![
         ("malformed.toml", format!("{pw}[pgqd\n"), "malformed.toml:2"),
-        ("unclosed.toml", format!("{pw}ticker_period = \"1s\n"), "unclosed.toml:2"),
-        ("unknown.toml", format!("{pw}tikcer_period = 1\n"), "unknown key \"tikcer_period\""),
-        ("type.toml", format!("{pw}ticker_period = true\n"), "got a boolean"),
-        ("type2.toml", format!("{pw}database_list = 5\n"), "database_list"),
-        ("negative.toml", format!("{pw}maint_period = -5\n"), "non-negative"),
-        ("negative2.toml", format!("{pw}retry_period = \"-5s\"\n"), "retry_period"),
-        ("zero.toml", format!("{pw}ticker_period = 0\n"), "greater than zero"),
-        ("huge.toml", format!("{pw}ticker_period = \"18000000000000000000s\"\n"), "too long"),
-        ("port.toml", format!("base_connstr = \"host=/tmp port=http password={SECRET}\"\n"), "port"),
-        ("sslmode.toml", format!("base_connstr = \"sslmode=maybe password={SECRET}\"\n"), "sslmode"),
-        ("syntax.toml", format!("base_connstr = \"host = password={SECRET} '\"\n"), "base_connstr"),
-        ("keyword.toml", format!("base_connstr = \"hots=x password={SECRET}\"\n"), "hots"),
-        ("nosection.ini", format!("ticker_period = 1\n[pgqd]\nbase_connstr = password={SECRET}\n"), "nosection.ini:1"),
-        ("other.ini", format!("[pgqd]\nbase_connstr = password={SECRET}\n[other]\n"), "other.ini:3"),
-        ("unknown.ini", format!("[pgqd]\nbase_connstr = password={SECRET}\nfoo = 1\n"), "unknown.ini:3"),
-        ("negative.ini", format!("[pgqd]\nbase_connstr = password={SECRET}\nticker_period = -1\n"), "negative.ini:3"),
-        ("loop.ini", "[pgqd]\n%include loop.ini\n".to_string(), "include"),
-        ("missing.ini", "[pgqd]\n%include /nonexistent/x.ini\n".to_string(), "/nonexistent/x.ini"),
+        (
+            "unclosed.toml",
+            format!("{pw}ticker_period = \"1s\n"),
+            "unclosed.toml:2",
+        ),
+        (
+            "unknown.toml",
+            format!("{pw}tikcer_period = 1\n"),
+            "unknown key \"tikcer_period\"",
+        ),
+        (
+            "type.toml",
+            format!("{pw}ticker_period = true\n"),
+            "got a boolean",
+        ),
+        (
+            "type2.toml",
+            format!("{pw}database_list = 5\n"),
+            "database_list",
+        ),
+        (
+            "negative.toml",
+            format!("{pw}maint_period = -5\n"),
+            "non-negative",
+        ),
+        (
+            "negative2.toml",
+            format!("{pw}retry_period = \"-5s\"\n"),
+            "retry_period",
+        ),
+        (
+            "zero.toml",
+            format!("{pw}ticker_period = 0\n"),
+            "greater than zero",
+        ),
+        (
+            "huge.toml",
+            format!("{pw}ticker_period = \"18000000000000000000s\"\n"),
+            "too long",
+        ),
+        (
+            "port.toml",
+            format!("base_connstr = \"host=/tmp port=http password={SECRET}\"\n"),
+            "port",
+        ),
+        (
+            "sslmode.toml",
+            format!("base_connstr = \"sslmode=maybe password={SECRET}\"\n"),
+            "sslmode",
+        ),
+        (
+            "syntax.toml",
+            format!("base_connstr = \"host = password={SECRET} '\"\n"),
+            "base_connstr",
+        ),
+        (
+            "keyword.toml",
+            format!("base_connstr = \"hots=x password={SECRET}\"\n"),
+            "hots",
+        ),
+        (
+            "nosection.ini",
+            format!("ticker_period = 1\n[pgqd]\nbase_connstr = password={SECRET}\n"),
+            "nosection.ini:1",
+        ),
+        (
+            "other.ini",
+            format!("[pgqd]\nbase_connstr = password={SECRET}\n[other]\n"),
+            "other.ini:3",
+        ),
+        (
+            "unknown.ini",
+            format!("[pgqd]\nbase_connstr = password={SECRET}\nfoo = 1\n"),
+            "unknown.ini:3",
+        ),
+        (
+            "negative.ini",
+            format!("[pgqd]\nbase_connstr = password={SECRET}\nticker_period = -1\n"),
+            "negative.ini:3",
+        ),
+        (
+            "loop.ini",
+            "[pgqd]\n%include loop.ini\n".to_string(),
+            "include",
+        ),
+        (
+            "missing.ini",
+            "[pgqd]\n%include /nonexistent/x.ini\n".to_string(),
+            "/nonexistent/x.ini",
+        ),
     ];
     for (name, text, want) in &cases {
         refused(p, name, text.as_bytes(), want);
@@ -97,7 +173,10 @@ fn bad_command_lines_exit_cleanly() {
         (vec!["status", "--connstr", &bad_conn], 2),
         (vec!["status", "--connstr", "nonsense"], 2),
         (vec!["status", "--check", "--max-lag", "1e30"], 3),
-        (vec!["status", "--check", "--max-lag", "99999999999999999999y"], 3),
+        (
+            vec!["status", "--check", "--max-lag", "99999999999999999999y"],
+            3,
+        ),
         (vec!["tick", "q", "--timeout", "18000000000000000000s"], 2),
         (vec!["tail", "q", "--timeout", "-1"], 2),
     ] {
@@ -125,7 +204,10 @@ fn unusable_databases_are_skipped_and_logged_once_while_others_tick() {
     );
     // A half-installed schema: pgq but no functions.
     c.create_db("half");
-    c.psql("half", "create schema pgq; create table pgq.queue (queue_id int)");
+    c.psql(
+        "half",
+        "create schema pgq; create table pgq.queue (queue_id int)",
+    );
     // Corrupted queue settings and a missing event table.
     c.create_pgq_db("corrupt");
     c.psql(
@@ -170,19 +252,30 @@ fn unusable_databases_are_skipped_and_logged_once_while_others_tick() {
         .parse()
         .unwrap()
     };
-    wait_until_true("corrupt/gone maintenance failure", Duration::from_secs(20), || {
-        log().contains("maintenance operation failed")
-    });
+    wait_until_true(
+        "corrupt/gone maintenance failure",
+        Duration::from_secs(20),
+        || log().contains("maintenance operation failed"),
+    );
     let before = ticks("healthy", "q");
     c.psql("healthy", "select pgq.insert_event('q', 'e', 'x')");
     wait_until_true("healthy ticks", Duration::from_secs(10), || {
         ticks("healthy", "q") > before
     });
     // The rotation of 'rot' goes on each round despite its neighbour's missing table.
-    let rot0: i64 = c.psql("corrupt", "select queue_cur_table from pgq.queue where queue_name = 'rot'").parse().unwrap();
+    let rot0: i64 = c
+        .psql(
+            "corrupt",
+            "select queue_cur_table from pgq.queue where queue_name = 'rot'",
+        )
+        .parse()
+        .unwrap();
     wait_until_true("rot rotates", Duration::from_secs(10), || {
         let cur: i64 = c
-            .psql("corrupt", "select queue_cur_table from pgq.queue where queue_name = 'rot'")
+            .psql(
+                "corrupt",
+                "select queue_cur_table from pgq.queue where queue_name = 'rot'",
+            )
             .parse()
             .unwrap();
         cur != rot0
@@ -192,7 +285,9 @@ fn unusable_databases_are_skipped_and_logged_once_while_others_tick() {
     let l = log();
     let count = |s: &str, db: &str| {
         let span = format!("db={db}}}");
-        l.lines().filter(|x| x.contains(s) && x.contains(&span)).count()
+        l.lines()
+            .filter(|x| x.contains(s) && x.contains(&span))
+            .count()
     };
     let not_usable = "ignoring this database until it changes";
     assert_eq!(count(not_usable, "oldpgq"), 1, "{l}");
@@ -208,5 +303,8 @@ fn unusable_databases_are_skipped_and_logged_once_while_others_tick() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    assert_eq!(wait_exit(&mut daemon, Duration::from_secs(15)).code(), Some(0));
+    assert_eq!(
+        wait_exit(&mut daemon, Duration::from_secs(15)).code(),
+        Some(0)
+    );
 }

@@ -109,17 +109,25 @@ fn non_superuser_daemon_and_reader_cli_without_leaking_the_password() {
         .spawn()
         .expect("spawn pgqd");
     let log = || fs::read_to_string(&log_path).unwrap_or_default();
-    let ticks = || -> i64 { c.psql("app", "select count(*) from pgq.tick").parse().unwrap() };
+    let ticks = || -> i64 {
+        c.psql("app", "select count(*) from pgq.tick")
+            .parse()
+            .unwrap()
+    };
 
     // It ticks as pgqd_daemon.
     let before = ticks();
     c.psql("app", "select pgq.insert_event('q', 'e', '1')");
     wait_until_true("daemon ticks", Duration::from_secs(15), || ticks() > before);
-    assert!(c
-        .psql("app", "select count(*) from pg_stat_activity where usename = 'pgqd_daemon'")
+    assert!(
+        c.psql(
+            "app",
+            "select count(*) from pg_stat_activity where usename = 'pgqd_daemon'"
+        )
         .parse::<i64>()
         .unwrap()
-        >= 1);
+            >= 1
+    );
 
     // It may not vacuum postgres-owned pgq tables: says so once per table, never runs
     // the no-op VACUUM, so last_vacuum stays empty.
@@ -130,7 +138,9 @@ fn non_superuser_daemon_and_reader_cli_without_leaking_the_password() {
     let l = log();
     let warned = |t: &str| {
         l.lines()
-            .filter(|x| x.contains("cannot VACUUM this pgq table") && x.contains(&format!("table=\"{t}\"")))
+            .filter(|x| {
+                x.contains("cannot VACUUM this pgq table") && x.contains(&format!("table=\"{t}\""))
+            })
             .count()
     };
     assert_eq!(warned("pgq.tick"), 1, "{l}");
@@ -173,7 +183,13 @@ fn non_superuser_daemon_and_reader_cli_without_leaking_the_password() {
     assert!(all(&o).contains("pgq_admin"), "{}", all(&o));
     assert!(!all(&o).contains(PASSWORD));
     // A wrong password: a clear error, the password not echoed.
-    let o = run(&["status", "--dbname", "app", "--connstr", &conn("reader", WRONG)]);
+    let o = run(&[
+        "status",
+        "--dbname",
+        "app",
+        "--connstr",
+        &conn("reader", WRONG),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", all(&o));
     assert!(all(&o).contains("password"), "{}", all(&o));
     assert!(!all(&o).contains(WRONG), "{}", all(&o));
@@ -183,7 +199,10 @@ fn non_superuser_daemon_and_reader_cli_without_leaking_the_password() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    assert_eq!(wait_exit(&mut daemon, Duration::from_secs(15)).code(), Some(0));
+    assert_eq!(
+        wait_exit(&mut daemon, Duration::from_secs(15)).code(),
+        Some(0)
+    );
     assert!(!log().contains(PASSWORD), "{}", log());
 
     // A daemon with a wrong password logs the failure, never the password.
@@ -197,7 +216,9 @@ fn non_superuser_daemon_and_reader_cli_without_leaking_the_password() {
         .spawn()
         .expect("spawn pgqd");
     wait_until_true("auth failure logged", Duration::from_secs(15), || {
-        fs::read_to_string(&log2).unwrap_or_default().contains("28P01")
+        fs::read_to_string(&log2)
+            .unwrap_or_default()
+            .contains("28P01")
     });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),

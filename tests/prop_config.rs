@@ -9,7 +9,11 @@ use proptest::prelude::*;
 
 /// Parses `text` as `format` and validates it, as `config::load` does after reading.
 fn load_text(text: &str, ini: bool) -> Result<config::Config, config::Error> {
-    let path = Path::new(if ini { "/nonexistent/t.ini" } else { "/nonexistent/t.toml" });
+    let path = Path::new(if ini {
+        "/nonexistent/t.ini"
+    } else {
+        "/nonexistent/t.toml"
+    });
     let entries = if ini {
         config::ini::parse(text, path)?
     } else {
@@ -115,7 +119,7 @@ proptest! {
         let pw = format!("Sx{pw}");
         let connstr = format!("host=db user=pgqd password={pw} {junk}");
         let body = format!("base_connstr = \"{}\"\nticker_period = \"{junk}\"\n",
-                           connstr.replace('\\', "").replace('"', ""));
+                           connstr.replace(['\\', '"'], ""));
         let text = if ini { format!("[pgqd]\n{}", body.replace('"', "")) } else { body };
         match load_text(&text, ini) {
             Ok(cfg) => prop_assert!(!cfg.summary().contains(&pw), "{}", cfg.summary()),

@@ -80,7 +80,10 @@ fn names_are_refused_cleanly_or_round_trip() {
                 .iter()
                 .filter_map(|q| q["queue_name"].as_str())
                 .collect();
-            prop_assert!(names.contains(&queue.as_str()), "{queue:?} not in {names:?}");
+            prop_assert!(
+                names.contains(&queue.as_str()),
+                "{queue:?} not in {names:?}"
+            );
 
             let o = pgqd(&c, &["register", &queue, &consumer]);
             match code(&o) {

@@ -24,7 +24,13 @@ fn figure() -> impl Strategy<Value = f64> {
 
 fn queue() -> impl Strategy<Value = QueueState> {
     (
-        (any::<bool>(), any::<i64>(), figure(), figure(), any::<bool>()),
+        (
+            any::<bool>(),
+            any::<i64>(),
+            figure(),
+            figure(),
+            any::<bool>(),
+        ),
         (
             proptest::option::of(figure()),
             proptest::option::of(any::<i64>()),
@@ -197,6 +203,9 @@ async fn an_hour_of_schedule_runs_each_lane_at_its_period() {
     assert!((24.0..=27.0).contains(&maint), "{runs:?}");
     // Ticks 1 s + 5 ms apart over the hour minus the time spent in maintenance.
     let expect = (3600.0 - 20.0 * maint) / 1.005;
-    assert!((ticks - expect).abs() <= maint + 2.0, "{ticks} ticks, expected ~{expect}");
+    assert!(
+        (ticks - expect).abs() <= maint + 2.0,
+        "{ticks} ticks, expected ~{expect}"
+    );
     assert!((80..=120).contains(&runs[&Lane::Retry]), "{runs:?}");
 }

@@ -237,7 +237,10 @@ fn restored_database_is_detected_and_repaired_without_losing_unread_events() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    assert_eq!(wait_exit(&mut daemon, Duration::from_secs(15)).code(), Some(0));
+    assert_eq!(
+        wait_exit(&mut daemon, Duration::from_secs(15)).code(),
+        Some(0)
+    );
 }
 
 /// Reads one batch of `consumer` on the old cluster (no daemon there: ticks are made by

@@ -73,14 +73,10 @@ pub async fn run(a: &Args) -> Result<u8, Error> {
     if burned > 0 {
         println!("consumed {burned} txid(s) to make room below the oldest running transaction");
     }
-    let tx = db
-        .client
-        .transaction()
-        .await
-        .map_err(|source| Error::Sql {
-            what: "starting the transaction".into(),
-            source,
-        })?;
+    let tx = db.client.transaction().await.map_err(|source| Error::Sql {
+        what: "starting the transaction".into(),
+        source,
+    })?;
     let done = match restore::repair(&tx).await {
         Ok(d) => d,
         Err(e) => {
@@ -94,7 +90,12 @@ pub async fn run(a: &Args) -> Result<u8, Error> {
         tx.commit().await
     };
     finish.map_err(|source| Error::Sql {
-        what: if a.dry_run { "rolling back" } else { "committing" }.into(),
+        what: if a.dry_run {
+            "rolling back"
+        } else {
+            "committing"
+        }
+        .into(),
         source,
     })?;
     for r in &done {
