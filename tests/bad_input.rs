@@ -167,6 +167,29 @@ fn broken_config_files_exit_2_with_a_clear_message() {
 }
 
 #[test]
+fn pidfile_in_a_missing_directory_is_a_clear_start_error() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("pgqd.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "base_connstr = \"host=/nonexistent password={SECRET}\"\n\
+             pidfile = \"{}\"\n",
+            d.path().join("missing/pgqd.pid").display()
+        ),
+    )
+    .unwrap();
+    let o = pgqd(&[cfg.to_str().unwrap()]);
+    let out = all(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("directory") && out.contains("does not exist"),
+        "{out}"
+    );
+    assert!(!out.contains(SECRET), "{out}");
+}
+
+#[test]
 fn bad_command_lines_exit_cleanly() {
     let bad_conn = format!("host=/tmp port=http password={SECRET}");
     for (args, want) in [

@@ -63,6 +63,12 @@ fn non_superuser_daemon_and_reader_cli_without_leaking_the_password() {
              create role reader login password '{PASSWORD}' in role pgq_reader"
         ),
     );
+    // The documented grants, with CONNECT no longer granted to PUBLIC.
+    c.psql(
+        "postgres",
+        "revoke connect on database app from public;
+         grant connect on database app to pgqd_daemon, reader",
+    );
     c.psql(
         "app",
         "select pgq.create_queue('q'); select pgq.set_queue_config('q', 'ticker_max_count', '1')",
