@@ -1,4 +1,4 @@
-//! The ticker's guard against a database restored from another cluster (see
+//! The ticker's guard against queues restored from another cluster (see
 //! `crate::restore`).
 //!
 //! pgq reports that state only as a plain `raise exception` (SQLSTATE P0001) from
@@ -6,87 +6,85 @@
 //! the trigger ([`super::classify::may_be_restored`]); the decision is the state check
 //! [`crate::restore::RESTORED_QUEUES`], which has no false positives.
 //!
-//! Once the database is found restored, the task logs one error naming the repair command,
-//! stops calling `pgq.ticker` there (every call would fail), and re-runs only the cheap
-//! state check, at most every [`RECHECK`]. When `pgqd repair-restore` has run, the next
-//! check clears the state and the ticker goes on. Owned by `ticker::Ticker`.
+//! Once queues are found restored, the task logs one error for the database naming them
+//! and the repair command, stops calling `pgq.ticker` for those queues (every call would
+//! fail; the other queues tick on), and re-runs only the cheap state check, at most every
+//! [`RECHECK`]. When `pgqd repair-restore` has run, the next check clears the state and
+//! says so. Owned by `ticker::Ticker`.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::broker::{DbConn, StmtError};
 use crate::restore;
 
-/// How often a database known to be restored is checked again.
+/// How often a database with restored queues is checked again.
 pub const RECHECK: Duration = Duration::from_secs(10);
 
-/// Whether the database is known to be restored, and since when it was last checked.
+/// The queues known to be restored, and when that was last checked.
 #[derive(Debug, Default)]
 pub struct RestoreGuard {
-    flagged: Option<Instant>,
-}
-
-/// What the guard says about the coming ticker pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Tick as usual.
-    Tick,
-    /// Skip the pass: the database is still restored (or it is not time to look again).
-    Skip,
+    queues: BTreeSet<String>,
+    checked: Option<Instant>,
 }
 
 impl RestoreGuard {
-    /// Whether the database is currently known to be restored.
-    pub fn is_flagged(&self) -> bool {
-        self.flagged.is_some()
+    /// Whether the ticker must leave `queue` alone (it is restored and not repaired yet).
+    pub fn skips(&self, queue: &str) -> bool {
+        self.queues.contains(queue)
     }
 
-    /// Before a pass: skips it while the database is flagged, re-checking at most every
-    /// [`RECHECK`].
-    pub async fn before_pass(&mut self, conn: &mut DbConn) -> Result<Verdict, StmtError> {
-        let Some(at) = self.flagged else {
-            return Ok(Verdict::Tick);
-        };
-        if at.elapsed() < RECHECK {
-            return Ok(Verdict::Skip);
+    /// Before a pass: while queues are flagged, re-checks at most every [`RECHECK`] and
+    /// clears what was repaired.
+    pub async fn before_pass(&mut self, conn: &mut DbConn) -> Result<(), StmtError> {
+        if self.queues.is_empty() || self.checked.is_some_and(|t| t.elapsed() < RECHECK) {
+            return Ok(());
         }
-        let queues = self.check(conn).await?;
-        if queues.is_empty() {
-            self.flagged = None;
-            info!("restored-database state repaired: ticking again");
-            Ok(Verdict::Tick)
-        } else {
-            self.flagged = Some(Instant::now());
-            Ok(Verdict::Skip)
+        let now: BTreeSet<String> = check(conn).await?.into_iter().map(|q| q.name).collect();
+        self.checked = Some(Instant::now());
+        if now.is_empty() {
+            info!(queues = ?self.queues, "restored-database state repaired: ticking again");
         }
+        self.queues = now;
+        Ok(())
     }
 
-    /// After a failed tick whose SQLSTATE may mean a restored database: runs the state
-    /// check and, when it confirms, logs the one error and flags the database. Returns
-    /// whether the database is restored (the pass should stop).
-    pub async fn after_failed_tick(&mut self, conn: &mut DbConn) -> Result<bool, StmtError> {
-        let queues = self.check(conn).await?;
-        if queues.is_empty() {
+    /// After `queue`'s tick failed with a SQLSTATE that may mean a restored database: runs
+    /// the state check and, when it confirms, flags the queues (logging the one error when
+    /// the database had none flagged yet). Returns whether `queue` is restored (then its
+    /// failure is already reported).
+    pub async fn after_failed_tick(
+        &mut self,
+        conn: &mut DbConn,
+        queue: &str,
+    ) -> Result<bool, StmtError> {
+        let found = check(conn).await?;
+        self.checked = Some(Instant::now());
+        if found.is_empty() {
             return Ok(false);
         }
-        let db = queues[0].database.clone();
-        let sample = &queues[0];
-        error!(
-            queues = queues.len(),
-            tick_txid = sample.tick_xmax,
-            next_txid = sample.next_txid,
-            sqlstate = "P0001",
-            statement = crate::sql::TICK,
-            "{}",
-            restore::explain(&db, &queues)
-        );
-        self.flagged = Some(Instant::now());
-        Ok(true)
+        if self.queues.is_empty() {
+            let first = &found[0];
+            error!(
+                queues = found.len(),
+                tick_txid = first.tick_xmax,
+                next_txid = first.next_txid,
+                sqlstate = "P0001",
+                statement = crate::sql::TICK,
+                "{}",
+                restore::explain(&first.database, &found)
+            );
+        } else {
+            debug!(queue, "more restored queues");
+        }
+        self.queues = found.into_iter().map(|q| q.name).collect();
+        Ok(self.queues.contains(queue))
     }
+}
 
-    async fn check(&self, conn: &mut DbConn) -> Result<Vec<restore::RestoredQueue>, StmtError> {
-        let rows = conn.query(restore::RESTORED_QUEUES, &[]).await?;
-        Ok(restore::from_rows(&rows)?)
-    }
+async fn check(conn: &mut DbConn) -> Result<Vec<restore::RestoredQueue>, StmtError> {
+    let rows = conn.query(restore::RESTORED_QUEUES, &[]).await?;
+    Ok(restore::from_rows(&rows)?)
 }

@@ -160,12 +160,11 @@ impl Ticker {
         signals: &Signals,
         notify: bool,
     ) -> Result<TickPass, LaneError> {
-        // A restored database: no pgq.ticker calls until it is repaired (restored.rs).
-        match self.restored.before_pass(conn).await {
-            Ok(super::restored::Verdict::Skip) => return Ok(TickPass::default()),
-            Ok(super::restored::Verdict::Tick) => {}
-            Err(e) => return Err(LaneError::core("restored-database check", e)),
-        }
+        // Restored queues get no pgq.ticker calls until repaired (restored.rs).
+        self.restored
+            .before_pass(conn)
+            .await
+            .map_err(|e| LaneError::core("restored-database check", e))?;
         let rows = conn
             .query(sql::DUE_CHECK, &[])
             .await
@@ -181,6 +180,9 @@ impl Ticker {
         for row in &rows {
             let q = QueueState::from_row(row)
                 .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
+            if self.restored.skips(&q.name) {
+                continue;
+            }
             if let (Some(seq), Some(tick_seq)) = (q.event_seq, q.tick_event_seq)
                 && seq > tick_seq
                 && !q.skip
@@ -235,8 +237,8 @@ impl Ticker {
                     Action::Reprobe | Action::Retry => {
                         pass.failed += 1;
                         if super::classify::may_be_restored(&e) {
-                            match self.restored.after_failed_tick(conn).await {
-                                Ok(true) => break,
+                            match self.restored.after_failed_tick(conn, &q.name).await {
+                                Ok(true) => continue,
                                 Ok(false) => {}
                                 Err(e) => {
                                     return Err(LaneError::core("restored-database check", e));
