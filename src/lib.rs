@@ -6,6 +6,7 @@
 //! - [`conn`]: connecting like libpq (connection strings, `PG*` variables, `.pgpass`, TLS);
 //! - [`pgerr`]: describing server errors by SQLSTATE for logs and messages;
 //! - [`sql`]: every statement the daemon sends, as named constants;
+//! - [`restore`]: recognising and repairing a database restored into another cluster;
 //! - [`daemon`]: the long-running part. Data flows one way: discovery lists databases →
 //!   the supervisor starts or stops one task per database → each task runs its ticker,
 //!   maintenance and retry lanes in turn on one connection from the broker; signals turn
@@ -19,5 +20,6 @@ pub mod conn;
 pub mod daemon;
 pub mod logging;
 pub mod pgerr;
+pub mod restore;
 pub mod schema;
 pub mod sql;

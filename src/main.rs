@@ -180,7 +180,10 @@ fn main() -> ExitCode {
 
 fn check_config(path: &Path) -> u8 {
     match config::load(path) {
-        Ok(_) => {
+        Ok(cfg) => {
+            for w in config::perms::warnings(path, &cfg) {
+                eprintln!("pgqd: warning: {w}");
+            }
             println!("{}: ok", path.display());
             EXIT_OK
         }
@@ -362,6 +365,9 @@ fn run_daemon(path: PathBuf, cfg: Config, verbose: u8, quiet: u8) -> u8 {
         "starting pgqd"
     );
     tracing::info!(settings = %cfg.summary(), "effective config");
+    for w in config::perms::warnings(&path, &cfg) {
+        tracing::warn!("{w}");
+    }
     let pid_guard = match &cfg.pidfile {
         Some(p) => match pidfile::Pidfile::create(p) {
             Ok(g) => Some(g),

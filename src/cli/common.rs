@@ -106,10 +106,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code: 2 for usage errors, 1 for everything else.
+    /// The process exit code: 2 for usage errors (a bad connection string too), 1 for
+    /// everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => EXIT_USAGE,
+            // A connection string that cannot be parsed is a usage error, like a bad flag.
+            Error::Conn(conn::Error::BadConnstr(_)) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -250,12 +253,22 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), Error> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(format!("invalid duration {s:?}: must be zero or more"));
         }
-        return Err(format!("invalid duration {s:?}: must be zero or more"));
+        // try_: a number of seconds too large for a Duration is an error, not a panic.
+        return Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| d.as_secs_f64() < 1e12)
+            .ok_or_else(|| format!("invalid duration {s:?}: too large"));
     }
-    humantime::parse_duration(t).map_err(|e| format!("invalid duration {s:?}: {e}"))
+    let d = humantime::parse_duration(t).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    // Commands add it to an instant; beyond ~2^63 seconds that would overflow (a panic).
+    if d.as_secs_f64() < 1e12 {
+        Ok(d)
+    } else {
+        Err(format!("invalid duration {s:?}: too large"))
+    }
 }
 
 /// A duration in seconds as a short human string: `850ms`, `4.2s`, `17s`, `5m12s`,
@@ -411,6 +424,16 @@ mod tests {
             &[1],
         );
         assert_eq!(t, "NAME          N\na             1\nlong\\nname  100\n");
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_a_panic() {
+        assert!(parse_duration("1e30").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
+        assert!(parse_duration("NaN").is_err());
+        assert!(parse_duration("18000000000000000000s").is_err());
+        assert!(parse_duration("1e13").is_err());
+        assert!(parse_duration("-1").is_err());
     }
 
     #[test]

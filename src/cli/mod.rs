@@ -16,6 +16,7 @@ pub mod install;
 pub mod migrate;
 pub mod pause;
 pub mod register;
+pub mod repair;
 pub mod resume;
 pub mod retry_queue;
 pub mod status;
@@ -153,6 +154,17 @@ pub enum Command {
     ///
     /// Example: pgqd migrate --dbname app --dry-run
     Migrate(migrate::Args),
+    /// Repair the queues of a database restored from another cluster (dump or PITR).
+    ///
+    /// The daemon and pgqd status report such a database ("looks restored from another
+    /// cluster"): its ticks carry snapshots from the old cluster's txid counter, which is
+    /// ahead of this one, so pgq cannot tick. In one transaction this renumbers ticks and
+    /// events into this cluster's txid history, keeping tick ids, consumer positions and
+    /// open batches: every consumer then gets every event it had not read. Explains the
+    /// plan first; --dry-run does it all and rolls back. Needs role pgq_admin.
+    ///
+    /// Example: pgqd repair-restore --dbname app --dry-run
+    RepairRestore(repair::Args),
 }
 
 impl Command {
@@ -173,6 +185,7 @@ impl Command {
             Command::RetryQueue(_) => "retry-queue",
             Command::Tail(_) => "tail",
             Command::Migrate(_) => "migrate",
+            Command::RepairRestore(_) => "repair-restore",
         }
     }
 
@@ -192,6 +205,7 @@ impl Command {
             Command::RetryQueue(a) => retry_queue::run(a).await,
             Command::Tail(a) => tail::run(a).await,
             Command::Migrate(a) => migrate::run(a).await,
+            Command::RepairRestore(a) => repair::run(a).await,
         }
     }
 }

@@ -124,6 +124,9 @@ pub struct DbStatus {
     pub queues: Vec<QueueRow>,
     /// Consumers, by queue and name.
     pub consumers: Vec<ConsumerRow>,
+    /// Queues whose ticks come from another cluster's txid history (a restored
+    /// database, see `crate::restore`); empty when healthy.
+    pub restored: Vec<crate::restore::RestoredQueue>,
 }
 
 const QUEUE_SQL: &str = concat!(
@@ -190,11 +193,15 @@ pub async fn collect(db: &Db, queue: Option<&str>) -> Result<DbStatus, Error> {
             pending_events: r.get(7),
         })
         .collect();
+    let restored = crate::restore::restored_queues(&db.client)
+        .await
+        .map_err(db.err("checking the tick snapshots", "USAGE on schema pgq"))?;
     Ok(DbStatus {
         database: db.name.clone(),
         pgq_version: version,
         queues,
         consumers,
+        restored,
     })
 }
 
@@ -274,6 +281,7 @@ fn to_json(s: &DbStatus) -> Value {
     json!({
         "database": s.database,
         "pgq_version": s.pgq_version,
+        "restored_queues": s.restored.iter().map(|q| q.name.clone()).collect::<Vec<_>>(),
         "queues": s.queues.iter().map(|q| json!({
             "queue_name": q.name,
             "ntables": q.ntables,
@@ -313,6 +321,12 @@ pub fn render(s: &DbStatus) -> String {
         s.queues.len(),
         s.consumers.len()
     );
+    if !s.restored.is_empty() {
+        out.push_str(&format!(
+            "ERROR: {}\n\n",
+            crate::restore::explain(&s.database, &s.restored)
+        ));
+    }
     if s.queues.is_empty() {
         out.push_str("no queues\n");
         return out;
@@ -433,6 +447,18 @@ pub fn evaluate(all: &[DbStatus], a: &Args) -> Result<(u8, String), String> {
     let mut problems: Vec<(u8, String)> = Vec::new();
     let (mut max_lag, mut max_pend, mut n) = (0f64, 0i64, 0usize);
     for s in all {
+        if !s.restored.is_empty() {
+            worst = EXIT_CRITICAL;
+            let names: Vec<&str> = s.restored.iter().map(|q| q.name.as_str()).collect();
+            problems.push((
+                EXIT_CRITICAL,
+                format!(
+                    "{} restored from another cluster, queue(s) {} cannot tick (pgqd repair-restore)",
+                    s.database,
+                    names.join(",")
+                ),
+            ));
+        }
         for c in &s.consumers {
             n += 1;
             let who = format!("{}/{}/{}", s.database, c.queue, c.name);

@@ -10,6 +10,7 @@
 //! Callers: `main.rs` (start, `--check-config`), the signal task (reload on SIGHUP).
 
 pub mod ini;
+pub mod perms;
 pub mod toml;
 
 use std::fmt;
@@ -425,6 +426,11 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), Error> {
     {
         return Err(invalid("logfile and pidfile are the same file".into()));
     }
+    // The whole connection setup as the daemon will build it (values of keywords such as
+    // port or sslmode), so --check-config and a reload catch what the syntax check cannot.
+    // Errors name the keyword, never a value.
+    crate::conn::daemon_target(cfg, &cfg.initial_database)
+        .map_err(|e| invalid(format!("base_connstr: {e}")))?;
     Ok(())
 }
 
@@ -492,11 +498,18 @@ pub fn duration(v: &RawValue) -> Result<Duration, String> {
             if let Ok(f) = s.parse::<f64>() {
                 return secs(f);
             }
-            humantime::parse_duration(s).map_err(|e| {
+            let d = humantime::parse_duration(s).map_err(|e| {
                 format!(
                     "expected seconds or a duration such as \"500ms\" or \"2m\", got {s:?} ({e})"
                 )
-            })
+            })?;
+            // The same bound as for plain seconds: the daemon adds periods to instants,
+            // and a period of more than ~2^63 seconds would overflow one (a panic).
+            if d.as_secs_f64() < 1e12 {
+                Ok(d)
+            } else {
+                Err(format!("{s:?} is too long (the limit is 1e12 seconds)"))
+            }
         }
         other => Err(format!("expected a duration, got {}", type_name(other))),
     }

@@ -39,7 +39,8 @@ pub enum Error {
     #[error("TLS: {0}")]
     Tls(String),
     /// The server refused or could not be reached.
-    #[error("cannot connect to {target}: {source}")]
+    // describe(): tokio-postgres's own Display of a server error is just "db error".
+    #[error("cannot connect to {target}: {}", crate::pgerr::describe(.source))]
     Connect {
         /// Host and database, never the password.
         target: String,
@@ -633,8 +634,11 @@ fn to_pg(p: &Params, tls: &TlsSettings) -> Result<tokio_postgres::Config, Error>
         kv.push(format!("keepalives_retries={}", quote(v)));
     }
     let mut cfg = tokio_postgres::Config::from_str(&kv.join(" ")).map_err(|e| {
-        // tokio-postgres names the option, never its value.
-        Error::BadConnstr(e.to_string())
+        // tokio-postgres names the option (in the error's source), never its value.
+        match std::error::Error::source(&e) {
+            Some(cause) => Error::BadConnstr(cause.to_string()),
+            None => Error::BadConnstr(e.to_string()),
+        }
     })?;
     cfg.ssl_mode(tls.mode.to_pg());
     Ok(cfg)

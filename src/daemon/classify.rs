@@ -56,6 +56,13 @@ pub fn classify_code(code: &SqlState, core: bool) -> Action {
     Action::Retry
 }
 
+/// Whether a failed `pgq.ticker(queue)` may mean a database restored from another
+/// cluster: pgq raises that ("Invalid PgQ state") as a plain exception, P0001, which
+/// carries no more meaning than that. It only triggers the state check in `restored.rs`.
+pub fn may_be_restored(e: &super::broker::StmtError) -> bool {
+    e.sqlstate() == Some(SqlState::RAISE_EXCEPTION.code())
+}
+
 /// A lane's failed statement, with what is needed to log it and react to it.
 #[derive(Debug, thiserror::Error)]
 #[error("{statement}: {error}")]

@@ -721,7 +721,7 @@ impl DatabaseTask {
             (_, Probe::NoPgq) => debug!("no pgq; probing again every check_period"),
             (Probe::BadVersion(a), Probe::BadVersion(b)) if a == b => {}
             (_, Probe::BadVersion(v)) => {
-                warn!(version = ?v, "pgq.version() is not usable (need 3 or later); ignoring this database")
+                warn!(version = ?v, "schema pgq is here but pgq.version() is missing or not 3 or later (another pgq version, or a half-installed schema); ignoring this database until it changes")
             }
             (_, Probe::NotYet) => {}
         }
@@ -773,9 +773,10 @@ async fn probe_pgq(c: &mut DbConn) -> Result<Probe, LaneError> {
     let version: Option<String> = match c.query(sql::PROBE_VERSION, &[]).await {
         Ok(rows) => rows.first().and_then(|r| r.try_get(0).ok()).flatten(),
         Err(e) => match e.action(true) {
-            // Schema without a version function (a partial install, or dropped between
-            // the two statements): not usable yet.
-            Action::Reprobe => return Ok(Probe::NoPgq),
+            // Schema without a version function (a half-installed schema, or dropped
+            // between the two statements): not usable; warned about once, like a wrong
+            // version, so a broken install does not go unnoticed.
+            Action::Reprobe => return Ok(Probe::BadVersion(None)),
             _ => return Err(LaneError::core("select pgq.version()", e)),
         },
     };

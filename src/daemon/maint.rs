@@ -47,6 +47,8 @@ pub struct MaintPass {
 #[derive(Debug, Default)]
 pub struct Maintainer {
     failing: HashMap<String, String>,
+    /// Tables the role may not vacuum (warned once; `vacuum_rights.rs`).
+    rights: super::vacuum_rights::VacuumRights,
 }
 
 impl Maintainer {
@@ -90,7 +92,10 @@ impl Maintainer {
                 }
             };
             let result = match call {
-                MaintCall::Vacuum(stmt) => self.vacuum(broker, db, &stmt).await,
+                MaintCall::Vacuum(stmt) => {
+                    self.vacuum(broker, db, &stmt, arg.as_deref().unwrap_or(""))
+                        .await
+                }
                 MaintCall::Function { sql, with_arg } => {
                     let rotation = func.eq_ignore_ascii_case("pgq.maint_rotate_tables_step1");
                     let mut calls = 0;
@@ -128,9 +133,16 @@ impl Maintainer {
         Ok(pass)
     }
 
-    /// Runs one VACUUM on its own short lease; true when it finished.
-    async fn vacuum(&self, broker: &Broker, db: &str, stmt: &str) -> Result<bool, StmtError> {
-        let lease = match broker.connect(db, Purpose::Vacuum).await {
+    /// Runs one VACUUM on its own short lease; true when it finished. Skipped (false) when
+    /// the role may not vacuum `table`.
+    async fn vacuum(
+        &mut self,
+        broker: &Broker,
+        db: &str,
+        stmt: &str,
+        table: &str,
+    ) -> Result<bool, StmtError> {
+        let mut lease = match broker.connect(db, Purpose::Vacuum).await {
             Ok(c) => c,
             Err(super::broker::ConnectError::Server(e)) => return Err(StmtError::Pg(e)),
             Err(super::broker::ConnectError::Timeout(d)) => {
@@ -143,6 +155,9 @@ impl Maintainer {
                 return Ok(false);
             }
         };
+        if !self.rights.allowed(&mut lease, table).await {
+            return Ok(false);
+        }
         lease.execute_simple(stmt).await?;
         debug!(statement = stmt, "vacuum done");
         Ok(true)

@@ -11,6 +11,8 @@
 //! - [`broker`]: the one owner of connections (one per database, a VACUUM lease, the
 //!   discovery connection; #7 adds its budget);
 //! - [`classify`]: what a failed statement means (R9); [`stats`]: counters;
+//! - [`restored`]: the ticker's guard against a database restored from another cluster;
+//!   [`vacuum_rights`]: whether the role may VACUUM a pgq table (warned once if not);
 //! - [`signals`], [`notify`], [`pidfile`]: the process around the daemon, used by `main`.
 //!
 //! `main` calls [`run_with`] with the config channel, a cancellation token and [`Hooks`]
@@ -25,11 +27,13 @@ pub mod discovery;
 pub mod maint;
 pub mod notify;
 pub mod pidfile;
+pub mod restored;
 pub mod retry;
 pub mod signals;
 pub mod stats;
 pub mod supervisor;
 pub mod ticker;
+pub mod vacuum_rights;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;

@@ -35,6 +35,24 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The pidfile's directory is missing or not writable.
+    #[error(
+        "cannot create pidfile {}: directory {} {why} ({source}); create it for the \
+         daemon's user or set pidfile to a writable place",
+        path.display(),
+        dir.display()
+    )]
+    Dir {
+        /// The file.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+        /// What is wrong with the directory.
+        why: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// No process to signal: no file, no valid pid in it, or the process is gone.
     #[error("old process is not running ({reason})")]
     NotRunning {
@@ -111,6 +129,21 @@ impl Pidfile {
             path: path.to_path_buf(),
             source,
         };
+        // A missing or unwritable directory is the usual mistake; say which and why.
+        let create_err = |source: std::io::Error| {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let why = match source.kind() {
+                std::io::ErrorKind::NotFound => "does not exist",
+                std::io::ErrorKind::PermissionDenied => "is not writable by the daemon's user",
+                _ => return io_err(source),
+            };
+            Error::Dir {
+                path: path.to_path_buf(),
+                dir: dir.to_path_buf(),
+                why,
+                source,
+            }
+        };
         let me = std::process::id() as i32;
         if let Some(pid) = read_pid(path)? {
             if pid != me && alive(pid) {
@@ -128,7 +161,7 @@ impl Pidfile {
             .write(true)
             .create_new(true)
             .open(path)
-            .map_err(io_err)?;
+            .map_err(create_err)?;
         writeln!(f, "{me}").map_err(io_err)?;
         f.sync_all().map_err(io_err)?;
         Ok(Pidfile {

@@ -88,7 +88,8 @@ pub fn due_in(q: &QueueState) -> Option<Duration> {
     let (Some(seq), Some(tick_seq)) = (q.event_seq, q.tick_event_seq) else {
         return Some(Duration::ZERO);
     };
-    let new_events = seq - tick_seq;
+    // saturating: corrupted figures (a sequence reset far back) must not overflow.
+    let new_events = seq.saturating_sub(tick_seq);
     let threshold = if new_events > 0 {
         if new_events >= q.max_count {
             return Some(Duration::ZERO);
@@ -141,6 +142,8 @@ pub struct Ticker {
     /// Each busy queue's event count at the previous pass, for the rate that predicts when
     /// it reaches `ticker_max_count`.
     seen: HashMap<String, (i64, Instant)>,
+    /// Set while the database is restored from another cluster (`restored.rs`).
+    restored: super::restored::RestoreGuard,
 }
 
 /// Checks a busy queue this much before its predicted `ticker_max_count` moment: the rate
@@ -155,8 +158,8 @@ fn count_due(q: &QueueState, prev: Option<(i64, Instant)>, now: Instant) -> Opti
     if seq <= seq0 || dt <= 0.0 {
         return None;
     }
-    let rate = (seq - seq0) as f64 / dt;
-    let left = (q.max_count - (seq - tick_seq)).max(0) as f64;
+    let rate = seq.saturating_sub(seq0) as f64 / dt;
+    let left = q.max_count.saturating_sub(seq.saturating_sub(tick_seq)).max(0) as f64;
     Some(secs(left / rate * COUNT_EARLY))
 }
 
@@ -177,6 +180,11 @@ impl Ticker {
         signals: &Signals,
         notify: bool,
     ) -> Result<TickPass, LaneError> {
+        // Restored queues get no pgq.ticker calls until repaired (restored.rs).
+        self.restored
+            .before_pass(conn)
+            .await
+            .map_err(|e| LaneError::core("restored-database check", e))?;
         let rows = conn
             .query(sql::DUE_CHECK, &[])
             .await
@@ -193,6 +201,9 @@ impl Ticker {
         for row in &rows {
             let q = QueueState::from_row(row)
                 .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
+            if self.restored.skips(&q.name) {
+                continue;
+            }
             if let (Some(seq), Some(tick_seq)) = (q.event_seq, q.tick_event_seq)
                 && seq > tick_seq
                 && !q.skip
@@ -250,6 +261,15 @@ impl Ticker {
                     }
                     Action::Reprobe | Action::Retry => {
                         pass.failed += 1;
+                        if super::classify::may_be_restored(&e) {
+                            match self.restored.after_failed_tick(conn, &q.name).await {
+                                Ok(true) => continue,
+                                Ok(false) => {}
+                                Err(e) => {
+                                    return Err(LaneError::core("restored-database check", e));
+                                }
+                            }
+                        }
                         self.failed(&q.name, &e);
                     }
                 },

@@ -314,6 +314,19 @@ impl TestCluster {
         self.pg_ctl_start();
     }
 
+    /// Runs a server tool (`pg_resetwal`, `pg_controldata`, …) as the server's user;
+    /// panics with its output on failure, returns stdout.
+    pub fn server_tool(&self, bin: &str, args: &[&str]) -> String {
+        let out = self.run(bin, args);
+        assert!(
+            out.status.success(),
+            "{bin} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn pg_ctl_start(&self) {
         let data = self.dir.join("data");
         let log = self.log_path();
