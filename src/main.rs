@@ -368,6 +368,17 @@ fn run_daemon(path: PathBuf, cfg: Config, verbose: u8, quiet: u8) -> u8 {
     for w in config::perms::warnings(&path, &cfg) {
         tracing::warn!("{w}");
     }
+    // From the moment the pidfile names us, `pgqd -s` may signal us: hold the stop and
+    // reload signals until their handlers exist (serve), or an early SIGTERM would kill the
+    // process outright and leave the pidfile behind.
+    let held = stop_signals();
+    if let Err(e) = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&held),
+        None,
+    ) {
+        tracing::warn!(error = %e, "cannot hold signals during start-up");
+    }
     let pid_guard = match &cfg.pidfile {
         Some(p) => match pidfile::Pidfile::create(p) {
             Ok(g) => Some(g),
@@ -400,6 +411,21 @@ fn run_daemon(path: PathBuf, cfg: Config, verbose: u8, quiet: u8) -> u8 {
     code
 }
 
+/// The signals `pgqd -s/-k/-r`, systemd and a terminal send.
+fn stop_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal;
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
 /// Runs the daemon with its signal task, readiness and watchdog, until it stops.
 async fn serve(path: PathBuf, cfg: Config, log: logging::LogHandle) -> u8 {
     let signals = match signals::register() {
@@ -409,6 +435,13 @@ async fn serve(path: PathBuf, cfg: Config, log: logging::LogHandle) -> u8 {
             return EXIT_FAILURE;
         }
     };
+    // Handlers are in place: deliver what arrived meanwhile (this is the runtime's only
+    // worker thread, the one that held them).
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&stop_signals()),
+        None,
+    );
     let cfg = Arc::new(cfg);
     let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
     let latest = cfg_tx.subscribe();

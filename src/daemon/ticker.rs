@@ -159,7 +159,10 @@ fn count_due(q: &QueueState, prev: Option<(i64, Instant)>, now: Instant) -> Opti
         return None;
     }
     let rate = seq.saturating_sub(seq0) as f64 / dt;
-    let left = q.max_count.saturating_sub(seq.saturating_sub(tick_seq)).max(0) as f64;
+    let left = q
+        .max_count
+        .saturating_sub(seq.saturating_sub(tick_seq))
+        .max(0) as f64;
     Some(secs(left / rate * COUNT_EARLY))
 }
 
