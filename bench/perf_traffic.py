@@ -1,0 +1,136 @@
+"""Events of the perf suite's windows: probes, bursts, the moving busy set, first events in
+quiet databases; each session's backend cpu is read before it closes."""
+
+import random
+import threading
+import time
+
+from daemon_bench import CLK_TCK, Conn, PgError, proc_stat
+from perf_cluster import PRODUCER
+
+
+# ---------------------------------------------------------------- traffic
+
+class Traffic(threading.Thread):
+    """The scenario's events during the window, each in its own autocommit transaction:
+    probes (persistent sessions, random queue, exponential gaps), bursts of `burst` events
+    in one statement, a moving busy set (`busy` databases at `busy_rate` each, round robin
+    over their queues, the set replaced every `move_every` s), and first events in quiet
+    databases (a new session each, never a database that was busy). Backend cpu of every
+    session it opens is read from /proc before it closes."""
+
+    def __init__(self, c, sc, dbs, tag, duration, seed):
+        super().__init__(daemon=True)
+        self.c, self.sc, self.dbs, self.tag, self.duration = c, sc, dbs, tag, duration
+        self.rnd = random.Random(seed)
+        self.queues = [f"q{i}" for i in range(1, sc["q"] + 1)]
+        self.backend_cpu = 0.0
+        self.sessions = 0
+        self.sent = {"probe": 0, "burst": 0, "busy": 0, "quiet": 0}
+        self.behind_max = 0.0
+        self.busy_dbs = set()
+        self.quiet_dbs = set()
+        self.error = None
+        self.stop_flag = threading.Event()
+        n = len(dbs)
+        k = min(sc.get("probe_dbs", 0), n)
+        self.probe_dbs = [dbs[i * n // k] for i in range(k)] if k else []
+        self.conns = {}
+
+    def conn(self, db):
+        if db not in self.conns:
+            self.conns[db] = Conn(self.c.port, db, app=PRODUCER)
+            self.sessions += 1
+        return self.conns[db]
+
+    def close(self, db):
+        conn = self.conns.pop(db, None)
+        if conn:
+            self.backend_cpu += cpu_of(conn.pid)
+            conn.close()
+
+    def insert(self, db, q, typ, count=1):
+        if count == 1:
+            sql = f"select pgq.insert_event('{q}', '{typ}', '{self.tag}')"
+        else:
+            sql = (f"select count(pgq.insert_event('{q}', '{typ}', '{self.tag}')) "
+                   f"from generate_series(1, {count})")
+        self.conn(db).query(sql)
+        self.sent[typ] += count
+
+    def run(self):
+        try:
+            self._run()
+        except (PgError, OSError) as e:
+            self.error = repr(e)
+        finally:
+            for db in list(self.conns):
+                self.close(db)
+
+    def _run(self):
+        sc, rnd = self.sc, self.rnd
+        t0 = time.monotonic()
+        end = t0 + self.duration
+        nxt = {}
+        if self.probe_dbs and sc.get("probe_rate"):
+            nxt["probe"] = t0 + rnd.expovariate(sc["probe_rate"])
+        if sc.get("burst_every"):
+            nxt["burst"] = t0 + sc["burst_every"] / 2
+        groups = []
+        if sc.get("busy"):
+            # a fixed sequence of disjoint busy sets; the first move comes half a period in,
+            # so the window sees a move whatever its length
+            pool = [d for d in self.dbs if d not in self.probe_dbs]
+            rnd.shuffle(pool)
+            nsets = max(1, min(len(pool) // (2 * sc["busy"]),
+                               int(self.duration // sc["move_every"]) + 2))
+            groups = [pool[i * sc["busy"]:(i + 1) * sc["busy"]] for i in range(nsets)]
+            used = {d for g in groups for d in g}
+            self.quiet_pool = [d for d in pool if d not in used]
+            nxt["busy"] = t0
+            nxt["move"] = t0 + sc["move_every"] / 2
+            nxt["quiet"] = t0 + sc["quiet_every"] / 2
+        group_i, rr = 0, 0
+        current = groups[0] if groups else []
+        self.busy_dbs.update(current)
+        while nxt and not self.stop_flag.is_set():
+            what, when = min(nxt.items(), key=lambda kv: kv[1])
+            if when >= end:
+                break
+            pause = when - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            else:
+                self.behind_max = max(self.behind_max, -pause)
+            if what == "probe":
+                self.insert(rnd.choice(self.probe_dbs), rnd.choice(self.queues), "probe")
+                nxt["probe"] = when + rnd.expovariate(sc["probe_rate"])
+            elif what == "burst":
+                self.insert(rnd.choice(self.probe_dbs), rnd.choice(self.queues), "burst",
+                            sc["burst"])
+                nxt["burst"] = when + sc["burst_every"]
+            elif what == "busy":
+                db = current[rr % len(current)]
+                q = self.queues[(rr // len(current)) % len(self.queues)]
+                rr += 1
+                self.insert(db, q, "busy")
+                nxt["busy"] = when + 1.0 / (sc["busy_rate"] * len(current))
+            elif what == "move":
+                for db in current:
+                    self.close(db)
+                group_i = (group_i + 1) % len(groups)
+                current = groups[group_i]
+                self.busy_dbs.update(current)
+                nxt["move"] = when + sc["move_every"]
+            elif what == "quiet":
+                if self.quiet_pool:
+                    db = rnd.choice(self.quiet_pool)
+                    self.quiet_dbs.add(db)
+                    self.insert(db, rnd.choice(self.queues), "quiet")
+                    self.close(db)
+                nxt["quiet"] = when + sc["quiet_every"]
+
+
+def cpu_of(pid):
+    st = proc_stat(pid)
+    return st[2] / CLK_TCK if st else 0.0
