@@ -126,6 +126,14 @@ def scenarios(smoke):
 
 # ---------------------------------------------------------------- one run
 
+def cluster_counters(m):
+    """Sessions and transactions so far, over every database of the cluster."""
+    m.query("select pg_stat_clear_snapshot()")
+    r = m.query("select coalesce(sum(sessions), 0), "
+                "coalesce(sum(xact_commit + xact_rollback), 0) from pg_stat_database")[0]
+    return int(r[0]), int(r[1])
+
+
 def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
     tag = f"{name}-{kind}-r{rnd_no}"
     res = {"mode": kind, "round": rnd_no}
@@ -147,7 +155,9 @@ def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
         traffic = Traffic(c, sc, dbs, f"{args.stamp}-{tag}", window,
                           seed=zlib.crc32(tag.encode()))
     samples = []
-    s0 = int(m.value("select coalesce(sum(sessions), 0) from pg_stat_database"))
+    # pg_stat_database counters lag (a backend flushes them when idle, at most each second):
+    # good enough over a whole window, forced fresh with pg_stat_clear_snapshot
+    s0, x0 = cluster_counters(m)
     self0 = os.times()
     srv0 = server_snapshot(c.postmaster)
     dcpu0 = daemon_cpu(d.pid) if d else 0.0
@@ -169,7 +179,8 @@ def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
     dcpu1 = daemon_cpu(d.pid) if d else 0.0
     self1 = os.times()
     elapsed = time.monotonic() - t0
-    s1 = int(m.value("select coalesce(sum(sessions), 0) from pg_stat_database"))
+    time.sleep(0.5 if traffic else 0.0)     # the daemon's counters reach the stats
+    s1, x1 = cluster_counters(m)
     scale = 60.0 / elapsed
     prod = traffic.backend_cpu if traffic else 0.0
     res["server_cpu"] = (server_cpu(srv0, srv1) - prod) * scale
@@ -177,6 +188,9 @@ def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
     res["bench_cpu"] = ((self1.user + self1.system) - (self0.user + self0.system)) * scale
     res["daemon_cpu"] = (dcpu1 - dcpu0) * scale
     res["sessions_min"] = (s1 - s0 - (traffic.sessions if traffic else 0)) * scale
+    # transactions of everyone but the producers (one per statement they sent)
+    sent_tx = sum(traffic.statements.values()) if traffic else 0
+    res["xact_s"] = (x1 - x0 - sent_tx) / elapsed
     if traffic:
         res["sent"] = dict(traffic.sent)
         res["producer_behind_max_ms"] = traffic.behind_max * 1000
@@ -232,7 +246,7 @@ def main():
     ap.add_argument("--window", type=float, help="measuring window, s (default 60, smoke 4; "
                     "scenario d: 150, smoke 6)")
     ap.add_argument("--warmup", type=float, help="s after the daemon's connections settle "
-                    "(default 10, smoke 1; scenario d: 20, smoke 1)")
+                    "(default 10, smoke 0.5; scenario d: 20, smoke 1)")
     ap.add_argument("--cache", default=os.environ.get("PGQD_BENCH_CACHE",
                                                       os.path.join(ROOT, "bench", ".cache")))
     ap.add_argument("--ours", default=os.environ.get("OUR_PGQD", os.path.join(
@@ -251,7 +265,7 @@ def main():
     if args.window is None:
         args.window = 4.0 if args.smoke else 60.0
     if args.warmup is None:
-        args.warmup = 1.0 if args.smoke else 10.0
+        args.warmup = 0.5 if args.smoke else 10.0
     out_dir = args.out_dir or os.path.join(ROOT, "bench", "results", "smoke" if args.smoke else "")
     os.makedirs(out_dir, exist_ok=True)
     for b in (args.ours, args.c_pgqd):

@@ -48,7 +48,7 @@ def summarise(name, sc, runs):
                               if r["server_net"] is not None else None)
             r["total"] = r["server_cpu"] + r["daemon_cpu"]
         for k in ("server_cpu", "server_net", "daemon_cpu", "total", "total_net",
-                  "producer_backend_cpu", "bench_cpu", "sessions_min", "conn_median",
+                  "producer_backend_cpu", "bench_cpu", "sessions_min", "xact_s", "conn_median",
                   "conn_max", "rss_mb", "hwm_mb"):
             s[k] = [r.get(k) for r in rs]
         for k in ("latency", "first_event", "lateness", "lateness_busy", "lateness_first",
@@ -79,6 +79,7 @@ ROWS = [
     ("connections held, median of 1 s samples", "conn_median", "cpu"),
     ("connections held, max", "conn_max", "cpu"),
     ("new daemon sessions per minute", "sessions_min", "cpu"),
+    ("transactions per second in the cluster, producers' taken off", "xact_s", "cpu"),
 ]
 
 
@@ -146,15 +147,15 @@ def render_scenario(name, sc, runs, summary, args, meta):
                  + f"{summary['c']['pending']} | {summary['ours']['pending']} | |")
     lines += ["", "Raw figures per run:", "",
               "| round | mode | server cpu | daemon cpu | producers cpu | RSS MB | conns med/max "
-              "| sessions/min | events sent | producer behind ms | warm-up |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| sessions/min | tx/s | events sent | producer behind ms | warm-up |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(
             f"| {r['round']} | {r['mode']} | {r['server_cpu']:.2f} | {r['daemon_cpu']:.2f} | "
             f"{r['producer_backend_cpu']:.2f} | "
             + (f"{r['rss_mb']:.1f}" if "rss_mb" in r else "–")
             + f" | {r.get('conn_median', '–')}/{r.get('conn_max', '–')} | "
-            f"{r['sessions_min']:.1f} | {r.get('sent', '–')} | "
+            f"{r['sessions_min']:.1f} | {r['xact_s']:.1f} | {r.get('sent', '–')} | "
             f"{r.get('producer_behind_max_ms', 0):.0f} | {r.get('warm', '–')} |")
         if r.get("traffic_error"):
             lines.append(f"|  | traffic error: {r['traffic_error']} |||||||||")

@@ -27,6 +27,7 @@ class Traffic(threading.Thread):
         self.backend_cpu = 0.0
         self.sessions = 0
         self.sent = {"probe": 0, "burst": 0, "busy": 0, "quiet": 0}
+        self.statements = {"probe": 0, "burst": 0, "busy": 0, "quiet": 0}
         self.behind_max = 0.0
         self.busy_dbs = set()
         self.quiet_dbs = set()
@@ -57,6 +58,7 @@ class Traffic(threading.Thread):
                    f"from generate_series(1, {count})")
         self.conn(db).query(sql)
         self.sent[typ] += count
+        self.statements[typ] += 1
 
     def run(self):
         try:
