@@ -136,9 +136,9 @@ def cluster_counters(m):
 
 def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
     tag = f"{name}-{kind}-r{rnd_no}"
-    res = {"mode": kind, "round": rnd_no}
     d = None
     window = sc.get("window", args.window)
+    res = {"mode": kind, "round": rnd_no, "window": window}
     if kind != "base":
         res["settings"] = queue_settings(c, dbs)
         d = Daemon(c, kind, rundir, tag, dbs, args)
@@ -243,8 +243,9 @@ def main():
                     help="tiny sizes, one round, short windows (development only)")
     ap.add_argument("--scenarios", default="a,b,c,d,e,xa,xc")
     ap.add_argument("--rounds", type=int, help="rounds per scenario (default 3, smoke 1)")
-    ap.add_argument("--window", type=float, help="measuring window, s (default 60, smoke 4; "
-                    "scenario d: 150, smoke 6)")
+    ap.add_argument("--window", type=float,
+                    help="measuring window, s, for every scenario when given "
+                    "(default 60, smoke 4; scenario d: 150, smoke 6)")
     ap.add_argument("--warmup", type=float, help="s after the daemon's connections settle "
                     "(default 10, smoke 0.5; scenario d: 20, smoke 1)")
     ap.add_argument("--cache", default=os.environ.get("PGQD_BENCH_CACHE",
@@ -262,6 +263,7 @@ def main():
     selftest()
     if args.rounds is None:
         args.rounds = 1 if args.smoke else 3
+    explicit_window = args.window is not None
     if args.window is None:
         args.window = 4.0 if args.smoke else 60.0
     if args.warmup is None:
@@ -276,8 +278,10 @@ def main():
     for n in names:
         if n not in scs:
             sys.exit(f"unknown scenario {n}; known: {', '.join(scs)}")
-    if args.smoke:
-        for sc in scs.values():
+    for sc in scs.values():
+        if explicit_window:
+            sc["window"] = args.window      # given: for every scenario, d included
+        elif args.smoke:
             sc.setdefault("window", args.window)
     # every database needs a file descriptor in the server and in the C pgqd
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -145,6 +145,7 @@ def render_scenario(name, sc, runs, summary, args, meta):
     lines.append(f"| due ticks still pending at window end (C / ours) | "
                  + ("– | " if has_base else "")
                  + f"{summary['c']['pending']} | {summary['ours']['pending']} | |")
+    warn = []
     lines += ["", "Raw figures per run:", "",
               "| round | mode | server cpu | daemon cpu | producers cpu | RSS MB | conns med/max "
               "| sessions/min | tx/s | events sent | producer behind ms | warm-up |",
@@ -157,14 +158,41 @@ def render_scenario(name, sc, runs, summary, args, meta):
             + f" | {r.get('conn_median', '–')}/{r.get('conn_max', '–')} | "
             f"{r['sessions_min']:.1f} | {r['xact_s']:.1f} | {r.get('sent', '–')} | "
             f"{r.get('producer_behind_max_ms', 0):.0f} | {r.get('warm', '–')} |")
+        short = traffic_shortfall(sc, r)
+        if short:
+            warn.append(f"- **round {r['round']} {r['mode']}: {short}; its figures are not "
+                        "comparable**")
         if r.get("traffic_error"):
             lines.append(f"|  | traffic error: {r['traffic_error']} |||||||||")
+    if warn:
+        lines += ["", "Traffic that fell short (the producer could not keep its rate):", ""]
+        lines += warn
     lines += ["", "Daemon logs:", ""]
     for r in runs:
         if "log" in r:
             lines.append("- " + log_findings(r["log"], f"{r['mode']} round {r['round']}"))
     lines.append("")
     return "\n".join(lines), meta_ok
+
+
+def traffic_shortfall(sc, r):
+    """A sentence when a run's producer sent clearly fewer events than it should have."""
+    sent = r.get("sent")
+    if not sent:
+        return None
+    window = r.get("window")
+    want = {}
+    if sc.get("busy") and window:
+        want["busy"] = (sc["busy"] * sc["busy_rate"] * window, 0.9)
+    if sc.get("probe_rate") and window:
+        # random gaps: the count varies by about its square root
+        want["probe"] = (sc["probe_rate"] * window, 0.7)
+    short = [f"{k} {sent.get(k, 0)} of ~{w:.0f}" for k, (w, part) in want.items()
+             if sent.get(k, 0) < part * w and w >= 20]
+    if not short:
+        return None
+    return (f"sent {', '.join(short)} events (producer behind by up to "
+            f"{r.get('producer_behind_max_ms', 0):.0f} ms)")
 
 
 def svg_plot(path, panels):
