@@ -139,6 +139,12 @@ def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
     d = None
     window = sc.get("window", args.window)
     res = {"mode": kind, "round": rnd_no, "window": window}
+    traffic = None
+    if any(k in sc for k in ("probe_rate", "busy")):
+        # events are told apart by run: the stamp makes the tag unique in the cached cluster
+        traffic = Traffic(c, sc, dbs, f"{args.stamp}-{tag}", window,
+                          seed=zlib.crc32(tag.encode()))
+        traffic.prepare()
     if kind != "base":
         res["settings"] = queue_settings(c, dbs)
         d = Daemon(c, kind, rundir, tag, dbs, args)
@@ -149,11 +155,8 @@ def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
             raise RuntimeError(f"{kind} pgqd exited early, see {d.logfile} / {d.stderr.name}")
     else:
         time.sleep(2)
-    traffic = None
-    if any(k in sc for k in ("probe_rate", "busy")):
-        # events are told apart by run: the stamp makes the tag unique in the cached cluster
-        traffic = Traffic(c, sc, dbs, f"{args.stamp}-{tag}", window,
-                          seed=zlib.crc32(tag.encode()))
+    if traffic:
+        traffic.mark()
     samples = []
     # pg_stat_database counters lag (a backend flushes them when idle, at most each second):
     # good enough over a whole window, forced fresh with pg_stat_clear_snapshot

@@ -16,8 +16,9 @@ class Traffic(threading.Thread):
     probes (persistent sessions, random queue, exponential gaps), bursts of `burst` events
     in one statement, a moving busy set (`busy` databases at `busy_rate` each, round robin
     over their queues, the set replaced every `move_every` s), and first events in quiet
-    databases (a new session each, never a database that was busy). Backend cpu of every
-    session it opens is read from /proc before it closes."""
+    databases (one each, never a database that is busy in the run). Sessions are opened by
+    prepare() before the daemon starts; the backend cpu of each, from mark() on, is read
+    from /proc before it closes."""
 
     def __init__(self, c, sc, dbs, tag, duration, seed):
         super().__init__(daemon=True)
@@ -37,6 +38,33 @@ class Traffic(threading.Thread):
         k = min(sc.get("probe_dbs", 0), n)
         self.probe_dbs = [dbs[i * n // k] for i in range(k)] if k else []
         self.conns = {}
+        self.cpu0 = {}
+        self.groups, self.quiet_plan = [], []
+        if sc.get("busy"):
+            # a fixed sequence of disjoint busy sets; the first move comes half a period in,
+            # so the window sees a move whatever its length; then one quiet database per
+            # first-event probe, never one that is busy in this run
+            pool = [d for d in dbs if d not in self.probe_dbs]
+            self.rnd.shuffle(pool)
+            nsets = max(1, min(len(pool) // (2 * sc["busy"]),
+                               int(duration // sc["move_every"]) + 2))
+            self.groups = [pool[i * sc["busy"]:(i + 1) * sc["busy"]] for i in range(nsets)]
+            used = {d for g in self.groups for d in g}
+            quiet = [d for d in pool if d not in used]
+            self.quiet_plan = quiet[:int(duration // sc["quiet_every"]) + 1]
+
+    def prepare(self):
+        """Open every session the run will use now, before the daemon starts: a daemon
+        that floods the server with connections (the C pgqd at 1000 databases: new sessions
+        then wait 17-37 s here) must not throttle the producers, or the two daemons would
+        be measured under different loads."""
+        for db in self.probe_dbs + [d for g in self.groups for d in g] + self.quiet_plan:
+            self.conn(db)
+        self.sessions = 0
+
+    def mark(self):
+        """Backend cpu so far of each open session: the window's share is what follows."""
+        self.cpu0 = {conn.pid: cpu_of(conn.pid) for conn in self.conns.values()}
 
     def conn(self, db):
         if db not in self.conns:
@@ -47,7 +75,7 @@ class Traffic(threading.Thread):
     def close(self, db):
         conn = self.conns.pop(db, None)
         if conn:
-            self.backend_cpu += cpu_of(conn.pid)
+            self.backend_cpu += cpu_of(conn.pid) - self.cpu0.get(conn.pid, 0.0)
             conn.close()
 
     def insert(self, db, q, typ, count=1):
@@ -78,17 +106,9 @@ class Traffic(threading.Thread):
             nxt["probe"] = t0 + rnd.expovariate(sc["probe_rate"])
         if sc.get("burst_every"):
             nxt["burst"] = t0 + sc["burst_every"] / 2
-        groups = []
-        if sc.get("busy"):
-            # a fixed sequence of disjoint busy sets; the first move comes half a period in,
-            # so the window sees a move whatever its length
-            pool = [d for d in self.dbs if d not in self.probe_dbs]
-            rnd.shuffle(pool)
-            nsets = max(1, min(len(pool) // (2 * sc["busy"]),
-                               int(self.duration // sc["move_every"]) + 2))
-            groups = [pool[i * sc["busy"]:(i + 1) * sc["busy"]] for i in range(nsets)]
-            used = {d for g in groups for d in g}
-            self.quiet_pool = [d for d in pool if d not in used]
+        groups = self.groups
+        quiet_plan = list(self.quiet_plan)
+        if groups:
             nxt["busy"] = t0
             nxt["move"] = t0 + sc["move_every"] / 2
             nxt["quiet"] = t0 + sc["quiet_every"] / 2
@@ -125,8 +145,8 @@ class Traffic(threading.Thread):
                 self.busy_dbs.update(current)
                 nxt["move"] = when + sc["move_every"]
             elif what == "quiet":
-                if self.quiet_pool:
-                    db = rnd.choice(self.quiet_pool)
+                if quiet_plan:
+                    db = quiet_plan.pop(0)
                     self.quiet_dbs.add(db)
                     self.insert(db, rnd.choice(self.queues), "quiet")
                     self.close(db)
