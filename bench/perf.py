@@ -325,6 +325,10 @@ def main():
                     ).stdout.strip()
         c_ver = subprocess.run([args.c_pgqd, "-V"], capture_output=True, text=True)
         c_ver = (c_ver.stdout or c_ver.stderr).strip().splitlines()[0]
+        if not c_ver.startswith("pgqd version 3."):
+            # the project's own package can take /usr/bin/pgqd's place (CI stage deb)
+            sys.exit(f"{args.c_pgqd} is not the C pgqd 3.x ({c_ver!r}); "
+                     "apt-get install --reinstall pgqd, or --c-pgqd PATH")
         o_ver = subprocess.run([args.ours, "-V"], capture_output=True, text=True).stdout.strip()
         cmd = "bench/perf.sh " + " ".join(sys.argv[1:])
         meta = [
