@@ -47,9 +47,15 @@ pub const POLL_QUIET: Duration = Duration::from_millis(20);
 pub const QUIET_AFTER: Duration = Duration::from_secs(5);
 /// How often write counters are compared while others are writing.
 pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
-/// How long after the last foreign write the counters keep being compared (a backend may
-/// hold back its counters for up to 10 s after a busy second).
+/// How long after the last foreign write the counters keep being compared every
+/// [`COUNTERS_EVERY`] (a backend may hold back its counters for up to 10 s after a busy
+/// second); outside that, every [`COUNTERS_QUIET`], so the baseline is never stale.
 pub const COUNTERS_FOR: Duration = Duration::from_secs(15);
+/// How often counters are compared in a quiet spell.
+pub const COUNTERS_QUIET: Duration = Duration::from_secs(5);
+/// After a foreign write, the next comparison comes this soon: a session that wrote and
+/// disconnected has flushed its counters already.
+const COUNTERS_SOON: Duration = Duration::from_millis(50);
 /// Look-back added to the previous look's time, for clock steps between sessions.
 const LOOKBACK: Duration = Duration::from_millis(50);
 /// Fallback control database when `initial_database` is a template.
@@ -322,6 +328,9 @@ async fn session(
             if let Some(p) = &prev
                 && signals.foreign_ended(p, &snap)
             {
+                if last_foreign.is_none_or(|t| now.duration_since(t) >= COUNTERS_EVERY) {
+                    next_counters = next_counters.min(now + COUNTERS_SOON);
+                }
                 last_foreign = Some(now);
                 let from = since.checked_sub(LOOKBACK).unwrap_or(since);
                 let rows = c
@@ -336,10 +345,14 @@ async fn session(
                 }
             }
             prev = Some(snap);
-            if last_foreign.is_some_and(|t| now.duration_since(t) < COUNTERS_FOR)
-                && now >= next_counters
-            {
-                next_counters = now + COUNTERS_EVERY;
+            if now >= next_counters {
+                let recent = last_foreign.is_some_and(|t| now.duration_since(t) < COUNTERS_FOR);
+                next_counters = now
+                    + if recent {
+                        COUNTERS_EVERY
+                    } else {
+                        COUNTERS_QUIET
+                    };
                 let rows = c
                     .query(sql::DB_WRITE_COUNTERS, &[])
                     .await
