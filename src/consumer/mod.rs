@@ -116,10 +116,13 @@ impl Error {
         }
     }
 
-    /// The SQLSTATE of a server error, for logs.
+    /// The SQLSTATE of a server error (also one the handler passed on), for logs.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             Error::Sql { source, .. } => crate::pgerr::sqlstate(source),
+            Error::Handler(e) => e
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(crate::pgerr::sqlstate),
             _ => None,
         }
     }

@@ -171,8 +171,14 @@ impl Consumer {
                         break;
                     }
                     Err(e) => {
+                        // The handler's statements run in the target when there is one.
+                        let db = if matches!(e, Error::Handler(_)) && !s.dst_db.is_empty() {
+                            &s.dst_db
+                        } else {
+                            &s.src_db
+                        };
                         tracing::error!(
-                            queue = %self.cfg.queue, consumer = %self.cfg.name,
+                            queue = %self.cfg.queue, consumer = %self.cfg.name, db = %db,
                             error = %e, sqlstate = e.sqlstate(),
                             "batch failed, rolled back; retrying after {:?}", self.cfg.error_delay
                         );
