@@ -4,11 +4,14 @@
 //! remote consumer skipping a batch its target has, the serial consumer's tick tracking,
 //! and coop subconsumers sharing a queue.
 //!
-//! Ticks come from a small task per case calling `pgq.ticker(queue)` and
+//! The last case runs our daemon in-process and checks that its per-tick
+//! `NOTIFY pgqd_tick` wakes an idle consumer long before its poll interval. Elsewhere
+//! ticks come from a small task per case calling `pgq.ticker(queue)` and
 //! `pgq.maint_retry_events()` (what the daemon would do), so no case waits for the
 //! daemon's ticker rules.
 
 mod common;
+mod daemon_support;
 #[allow(dead_code)]
 #[path = "../examples/consumer.rs"]
 mod example;
@@ -170,6 +173,7 @@ async fn consumer_library() {
     remote_consumer_skips_applied_batch(&c).await;
     serial_consumer_tracks_ticks(&c).await;
     coop_subconsumers_share_the_queue(&c).await;
+    wakes_on_the_daemons_tick(&c).await;
 }
 
 #[test]
@@ -524,4 +528,42 @@ async fn coop_subconsumers_share_the_queue(c: &TestCluster) {
         .map(str::to_string)
         .collect();
     eprintln!("coop: events applied by {subs:?}");
+}
+
+async fn wakes_on_the_daemons_tick(c: &TestCluster) {
+    eprintln!("case: wakes_on_the_daemons_tick");
+    let db = "daemon_notify";
+    setup(c, db, "q");
+    let mut cfg = fast(c, db, "q", "c1");
+    cfg.poll_interval = Duration::from_secs(300);
+    let consumer = Consumer::new(cfg).expect("config");
+    consumer.register().await.expect("register");
+    let daemon = daemon_support::Daemon::start(daemon_support::test_config(c)).await;
+    daemon.wait_serving(db, true).await;
+    let stop = CancellationToken::new();
+    let s2 = stop.clone();
+    let run = tokio::spawn(async move {
+        let mut h = Chunks { sizes: Vec::new() };
+        consumer.run(&mut h, &s2).await
+    });
+    // Idle first (its first next_batch found nothing), then events: only the daemon's
+    // NOTIFY can wake it within the wait below.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        produce(c, db, "q", i * 10 + 1, i * 10 + 10);
+        let want = i64::from(i * 10 + 10);
+        wait_for(
+            "the consumer wakes on the daemon's tick",
+            Duration::from_secs(20),
+            || {
+                let n = count(c, db, "select count(*) from applied");
+                async move { (n == want).then_some(()) }
+            },
+        )
+        .await;
+    }
+    stop.cancel();
+    run.await.expect("join").expect("run");
+    daemon.stop().await.expect("daemon stops");
+    assert_once_in_order(c, db, 30);
 }

@@ -48,3 +48,14 @@ pub const GET_LAST_TICK: &str = "select pgq_ext.get_last_tick($1, $2)";
 pub const SET_LAST_TICK: &str = "select pgq_ext.set_last_tick($1, $2, $3)";
 /// Subscribes the session to the daemon's per-tick notifications.
 pub const LISTEN: &str = "listen pgqd_tick";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listens_on_the_daemons_channel() {
+        assert_eq!(
+            super::LISTEN,
+            format!("listen {}", crate::sql::TICK_CHANNEL)
+        );
+    }
+}
