@@ -456,6 +456,11 @@ async fn daemonized_status_and_stop(c: &TestCluster) {
     let status = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(status.contains("process: running"), "{status}");
     assert!(status.contains("failed events: 0"), "{status}");
+    // The progress line reaches --status once a stats period (1 s) has passed.
+    common::wait_until_true("--status shows throughput", WAIT, || {
+        let o = run_tool("mover", &["--status", cfg.to_str().expect("utf-8")]);
+        String::from_utf8_lossy(&o.stdout).contains("throughput:")
+    });
     let o = run_tool("mover", &["-s", cfg.to_str().expect("utf-8")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     common::wait_until_true("the pidfile is removed", WAIT, || !pidfile.exists());

@@ -12,8 +12,9 @@
 //! They run like the daemon: foreground by default; `-d` daemonizes (pidfile and logfile
 //! required), `-s` stops gracefully (SIGINT: the batch in hand is finished), `-k` stops at
 //! once (SIGQUIT: the open transactions roll back), `-r` reopens the log file (SIGHUP);
-//! `--status` prints the consumer's position, lag, pending events and failed events.
-//! Progress (events/s, lag) goes to the log every `stats_period`.
+//! `--status` prints the consumer's position, lag, pending events and failed events, and
+//! the running tool's last progress line. Progress (events/s, lag) goes to the log every
+//! `stats_period`, and, with a pidfile, to `<pidfile>.progress` for `--status`.
 //!
 //! Called by `main.rs`, which owns the fork ([`Daemonize`]): this module reuses the
 //! daemon's pidfile and signal mapping.
@@ -217,6 +218,7 @@ async fn run(kind: Kind, cfg: ToolConfig, log: LogHandle) -> u8 {
     tokio::spawn(report(
         consumer.progress(),
         cfg.stats_period(),
+        cfg.pidfile.as_deref().map(progress_file),
         stop.clone(),
     ));
     let result = match kind {
@@ -231,6 +233,9 @@ async fn run(kind: Kind, cfg: ToolConfig, log: LogHandle) -> u8 {
         },
     };
     sig_handle.close();
+    if let Some(pf) = &cfg.pidfile {
+        let _ = std::fs::remove_file(progress_file(pf));
+    }
     let p = consumer.progress().snapshot();
     match result {
         Ok(()) => {
@@ -299,8 +304,22 @@ async fn signal_task(
     }
 }
 
-/// Logs progress every `period`: events/s since the last line, lag, totals.
-async fn report(progress: std::sync::Arc<Progress>, period: Duration, stop: CancellationToken) {
+/// Where a tool with a pidfile leaves its last progress line for `--status`:
+/// `<pidfile>.progress`, one JSON object.
+pub fn progress_file(pidfile: &Path) -> PathBuf {
+    let mut p = pidfile.as_os_str().to_owned();
+    p.push(".progress");
+    PathBuf::from(p)
+}
+
+/// Logs progress every `period` (events/s since the last line, lag, totals) and writes it
+/// to `file` for `--status`.
+async fn report(
+    progress: std::sync::Arc<Progress>,
+    period: Duration,
+    file: Option<PathBuf>,
+    stop: CancellationToken,
+) {
     let mut last = progress.snapshot();
     let mut at = Instant::now();
     loop {
@@ -318,6 +337,24 @@ async fn report(progress: std::sync::Arc<Progress>, period: Duration, stop: Canc
             retried = p.retried, failed = p.failed, skipped = p.skipped,
             "progress"
         );
+        if let Some(f) = &file {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let doc = serde_json::json!({
+                "at": unix, "events_per_sec": rate, "lag_ms": p.lag_ms, "events": p.events,
+                "batches": p.batches, "retried": p.retried, "failed": p.failed,
+                "skipped": p.skipped,
+            });
+            // Written aside and renamed, so --status never reads half a file.
+            let tmp = f.with_extension("progress.tmp");
+            if let Err(e) =
+                std::fs::write(&tmp, doc.to_string()).and_then(|_| std::fs::rename(&tmp, f))
+            {
+                tracing::debug!(error = %e, file = %f.display(), "cannot write the progress file");
+            }
+        }
         last = p;
         at = Instant::now();
     }

@@ -1,7 +1,8 @@
 //! `pgqd <tool> --status CONFIG`: what an operator asks of a running tool, read from the
 //! databases (so it works whichever host runs the tool): the consumer's position, lag and
 //! pending events in the source (`pgq.get_consumer_info`), the last batch the target
-//! applied (pgq_ext), the failed-events count, and whether the pidfile's process lives.
+//! applied (pgq_ext), the failed-events count, whether the pidfile's process lives and,
+//! if it does, its last progress line (events/s; `<pidfile>.progress`).
 //! Exit 0 when the consumer is registered, 1 otherwise or on a failure.
 
 use super::{EXIT_FAILURE, EXIT_OK, Kind, ToolConfig};
@@ -53,6 +54,11 @@ async fn lines(kind: Kind, cfg: &ToolConfig) -> Result<(Vec<String>, bool), Stri
         Some(pid) => format!("process: running (pid {pid})"),
         None => "process: not running".to_string(),
     });
+    if running.is_some()
+        && let Some(p) = cfg.pidfile.as_deref().and_then(read_progress)
+    {
+        out.push(p);
+    }
     out.push(format!("queue: {}  consumer: {}", cfg.queue, cfg.consumer));
     let src = conn::config_from(&cfg.source, None).map_err(|e| e.to_string())?;
     let c = src.connect().await.map_err(|e| e.to_string())?;
@@ -123,4 +129,24 @@ async fn lines(kind: Kind, cfg: &ToolConfig) -> Result<(Vec<String>, bool), Stri
         out.push(format!("failed events: {n} (table {table})"));
     }
     Ok((out, registered))
+}
+
+/// The running tool's last progress line, from `<pidfile>.progress`.
+fn read_progress(pidfile: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(super::progress_file(pidfile)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let age = now.saturating_sub(v.get("at")?.as_u64()?);
+    Some(format!(
+        "throughput: {:.1} events/s, {} events in {} batches since start ({} retried, {} failed, {} skipped; {age}s ago)",
+        v.get("events_per_sec")?.as_f64()?,
+        v.get("events")?,
+        v.get("batches")?,
+        v.get("retried")?,
+        v.get("failed")?,
+        v.get("skipped")?,
+    ))
 }
