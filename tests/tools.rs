@@ -1,8 +1,9 @@
 //! The tools as real processes (`pgqd mover|splitter|dispatcher`) on one throwaway
 //! cluster with several databases: producers write through `pgq.logutriga` /
 //! `pgq.jsontriga`, the test ticks (`pgq.ticker(queue)` and `pgq.maint_retry_events()`
-//! every 100 ms, as the daemon would), the mover is SIGKILLed mid-stream and restarted
-//! three times, and the targets are compared with the source: every event exactly once,
+//! every 100 ms, as the daemon would), the mover is SIGKILLed once while blocked inside a
+//! batch (events written to the target, tracking row not yet) and three times at random
+//! moments, and restarted each time; and the targets are compared with the source: every event exactly once,
 //! in order, with ev_type/ev_data/ev_extra1..4/ev_time kept. Also: splitter routing with
 //! include/exclude, dispatcher partitions created on demand and a poison row in the
 //! failed table after N retries, `--status`, `-d` and `-s`.
@@ -209,6 +210,35 @@ async fn mover_survives_kills_exactly_once(c: &TestCluster) {
         })
     };
     let copy = event_table(c, dst, "events_copy");
+    // First kill, certainly mid-batch: the target's tracking table is locked, so the mover
+    // blocks in set_batch_done with the batch's events inserted and both transactions
+    // open; it is SIGKILLed there.
+    {
+        let (locker, conn) = c
+            .config(dst)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        locker
+            .batch_execute("begin; lock table pgq_ext.completed_batch in exclusive mode")
+            .await
+            .expect("lock");
+        let mut m = Tool::start("mover", &cfg);
+        wait_for("the mover blocks inside a batch", WAIT, || {
+            let n = count(
+                c,
+                dst,
+                "select count(*) from pg_stat_activity where application_name = 'pgqd-tool' \
+                 and wait_event_type = 'Lock' and backend_xid is not null",
+            );
+            async move { (n == 1).then_some(()) }
+        })
+        .await;
+        m.kill();
+        locker.batch_execute("rollback").await.expect("unlock");
+        eprintln!("mover SIGKILLed inside a batch");
+    }
     let mut seen = 0;
     for round in 0..3 {
         let mut m = Tool::start("mover", &cfg);
