@@ -171,7 +171,8 @@ pub struct ConsumerConfig {
     pub fetch_size: Option<u32>,
     /// Retries an event gets before it goes to the failed-events table. Default 5.
     pub max_retries: u32,
-    /// Delay of a per-event retry asked for by [`PerEvent`]. Default 30 s.
+    /// Delay of the per-event retries the tools' handlers ask for (the dispatcher's
+    /// refused rows). Default 30 s. A [`PerEvent`] carries its own delay.
     pub retry_delay: Duration,
     /// Wait before trying a failed batch again. Default 5 s.
     pub error_delay: Duration,

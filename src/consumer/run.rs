@@ -212,7 +212,12 @@ impl Consumer {
                 let c = t.connect().await?;
                 let db = db_name(t);
                 let q = "select pg_catalog.to_regnamespace('pgq_ext') is not null";
-                let has: bool = c.query_one(q, &[]).await.map_err(sql_err(&db, q))?.get(0);
+                let has: bool = c
+                    .query_one(q, &[])
+                    .await
+                    .map_err(sql_err(&db, q))?
+                    .try_get(0)
+                    .map_err(sql_err(&db, q))?;
                 if !has {
                     return Err(Error::Config(format!(
                         "target database {db:?} has no pgq_ext (install it: pgqd install --component ext --dbname {db})"
@@ -256,7 +261,8 @@ impl Consumer {
                         .query_one(sql::COOP_NEXT_BATCH, &[q, n, &coop.subconsumer])
                         .await
                         .map_err(sql_err(db, sql::COOP_NEXT_BATCH))?
-                        .get(0),
+                        .try_get(0)
+                        .map_err(sql_err(db, sql::COOP_NEXT_BATCH))?,
                     Some(d) => s
                         .src
                         .query_one(
@@ -265,7 +271,8 @@ impl Consumer {
                         )
                         .await
                         .map_err(sql_err(db, sql::COOP_NEXT_BATCH_DEAD))?
-                        .get(0),
+                        .try_get(0)
+                        .map_err(sql_err(db, sql::COOP_NEXT_BATCH_DEAD))?,
                 };
                 let Some(id) = id else { return Ok(None) };
                 let r = s
@@ -332,14 +339,16 @@ impl Consumer {
                         .query_one(sql::IS_BATCH_DONE, &[&name, &sub, &info.batch_id])
                         .await
                         .map_err(sql_err(dst_db, sql::IS_BATCH_DONE))?
-                        .get::<_, Option<bool>>(0)
+                        .try_get::<_, Option<bool>>(0)
+                        .map_err(sql_err(dst_db, sql::IS_BATCH_DONE))?
                         .unwrap_or(false),
                     Tracking::Tick => {
                         let last: Option<i64> = tx
                             .query_one(sql::GET_LAST_TICK, &[&name, &sub])
                             .await
                             .map_err(sql_err(dst_db, sql::GET_LAST_TICK))?
-                            .get(0);
+                            .try_get(0)
+                            .map_err(sql_err(dst_db, sql::GET_LAST_TICK))?;
                         last == Some(info.tick_id)
                     }
                 };
