@@ -173,6 +173,7 @@ async fn consumer_library() {
     remote_consumer_skips_applied_batch(&c).await;
     serial_consumer_tracks_ticks(&c).await;
     coop_subconsumers_share_the_queue(&c).await;
+    coop_takes_over_a_silent_subconsumers_batch(&c).await;
     wakes_on_the_daemons_tick(&c).await;
 }
 
@@ -566,4 +567,77 @@ async fn wakes_on_the_daemons_tick(c: &TestCluster) {
     run.await.expect("join").expect("run");
     daemon.stop().await.expect("daemon stops");
     assert_once_in_order(c, db, 30);
+}
+
+async fn coop_takes_over_a_silent_subconsumers_batch(c: &TestCluster) {
+    eprintln!("case: coop_takes_over_a_silent_subconsumers_batch");
+    let db = "takeover";
+    setup(c, db, "q");
+    install_schema(c, db, &["coop"]);
+    c.psql(db, "select pgq_coop.register_subconsumer('q', 'grp', 's1')");
+    let mut cfg = fast(c, db, "q", "grp");
+    cfg.coop = Some(Coop {
+        subconsumer: "s2".into(),
+        dead_interval: Some(Duration::from_secs(60)),
+    });
+    let consumer = Consumer::new(cfg).expect("config");
+    assert!(consumer.register().await.expect("register"), "s2 is new");
+    produce(c, db, "q", 1, 5);
+    c.psql(db, "select pgq.ticker('q')");
+    // s1 takes the batch and goes silent for an hour.
+    let batch = c.psql(db, "select pgq_coop.next_batch('q', 'grp', 's1')");
+    assert!(!batch.is_empty(), "s1 got a batch");
+    c.psql(
+        db,
+        "update pgq.subscription set sub_active = now() - interval '1 hour' \
+          where sub_consumer = (select co_id from pgq.consumer where co_name = 'grp.s1')",
+    );
+    let stop = CancellationToken::new();
+    let s2 = stop.clone();
+    let run = tokio::spawn(async move {
+        let mut h = PerEvent {
+            handler: Apply {
+                consumer: "s2".into(),
+            },
+            retry_delay: Duration::ZERO,
+        };
+        let r = consumer.run(&mut h, &s2).await;
+        (r, consumer)
+    });
+    wait_count(
+        c,
+        db,
+        "select count(*) from applied where consumer = 's2'",
+        5,
+    )
+    .await;
+    stop.cancel();
+    let (r, consumer) = run.await.expect("join");
+    r.expect("run");
+    assert_once_in_order(c, db, 5);
+    assert_eq!(
+        count(
+            c,
+            db,
+            "select count(*) from pgq.consumer where co_name = 'grp.s1'"
+        ),
+        count(
+            c,
+            db,
+            "select count(*) from pgq.consumer where co_name = 'grp.s1' and co_id not in (select sub_consumer from pgq.subscription)"
+        ),
+        "s1's subscription went with the takeover"
+    );
+    assert!(
+        consumer.unregister().await.expect("unregister"),
+        "s2 was registered"
+    );
+    assert_eq!(
+        count(
+            c,
+            db,
+            "select count(*) from pgq.subscription s join pgq.consumer co on co.co_id = s.sub_consumer where co.co_name = 'grp.s2'"
+        ),
+        0
+    );
 }
