@@ -110,19 +110,26 @@ enum Command {
     Admin(pgqd::cli::Command),
     /// Queue mover: copy every event of a queue to a queue in another database, exactly once.
     ///
-    /// Runs in the foreground until SIGINT/SIGTERM (-d: in the background). Config keys:
-    /// see `pgqd::tools::config` or the README.
+    /// Runs in the foreground until SIGINT/SIGTERM finishes the batch in hand (-d: in the
+    /// background). CONFIG is TOML: source, queue, consumer, target, and target_queue
+    /// (default: the same name); the other keys are in the README, "The tools". The
+    /// target needs pgq_ext (pgqd install --component ext).
     ///
-    /// Examples:
-    ///   pgqd mover /etc/pgqd/mover.toml
-    ///   pgqd mover --status /etc/pgqd/mover.toml
-    ///   pgqd mover -s /etc/pgqd/mover.toml   (stop the running one)
+    /// Example: pgqd mover /etc/pgqd/mover.toml
     Mover(ToolArgs),
     /// Queue splitter: route events to target queues by table name (ev_extra1).
+    ///
+    /// CONFIG is TOML: source, queue, consumer, target, and include / exclude (table
+    /// patterns, `*` at the end matches a prefix) and a [routes] table (table = queue;
+    /// default: the queue named like the table). Runs like pgqd mover.
     ///
     /// Example: pgqd splitter /etc/pgqd/splitter.toml
     Splitter(ToolArgs),
     /// Table dispatcher: logutriga/jsontriga inserts into a (partitioned) target table.
+    ///
+    /// CONFIG is TOML: source, queue, consumer, target, dest_table, and optionally fields,
+    /// part_field with part_period (day or month: partitions created on demand). Updates
+    /// and deletes are not applied. Runs like pgqd mover.
     ///
     /// Example: pgqd dispatcher /etc/pgqd/archive.toml
     Dispatcher(ToolArgs),
