@@ -12,14 +12,18 @@
 //!   maintenance and retry lanes in turn on one connection from the broker; signals turn
 //!   into reload/shutdown intents; counters feed the stats line;
 //! - [`logging`]: text or JSON log lines to stderr, a reopenable logfile, or syslog;
+//! - [`consumer`]: the consumer library (plain, remote, serial, coop) the tools are built on;
+//! - [`tools`]: `pgqd mover`, `splitter`, `dispatcher`: remote consumers run like the daemon;
 //! - [`cli`]: subcommands that act on a database and exit (`install`, `migrate`, `status`, …).
 
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod consumer;
 pub mod daemon;
 pub mod logging;
 pub mod pgerr;
 pub mod restore;
 pub mod schema;
 pub mod sql;
+pub mod tools;

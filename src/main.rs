@@ -27,6 +27,7 @@ use pgqd::cli::install::{self, InstallArgs};
 use pgqd::config::{self, Config, LogFormat};
 use pgqd::daemon::{self, notify, pidfile, signals};
 use pgqd::logging;
+use pgqd::tools::{self, ToolArgs};
 
 const EXIT_OK: u8 = 0;
 const EXIT_FAILURE: u8 = 1;
@@ -107,12 +108,31 @@ enum Command {
     /// The admin commands of issue #5 (`create`, `status`, `tail`, …): `pgqd::cli`.
     #[command(flatten)]
     Admin(pgqd::cli::Command),
-    /// Queue mover (issue #10; not implemented yet).
-    Mover(Reserved),
-    /// Queue splitter (issue #10; not implemented yet).
-    Splitter(Reserved),
-    /// Table dispatcher (issue #10; not implemented yet).
-    Dispatcher(Reserved),
+    /// Queue mover: copy every event of a queue to a queue in another database, exactly once.
+    ///
+    /// Runs in the foreground until SIGINT/SIGTERM finishes the batch in hand (-d: in the
+    /// background). CONFIG is TOML: source, queue, consumer, target, and target_queue
+    /// (default: the same name); the other keys are in the README, "The tools". The
+    /// target needs pgq_ext (pgqd install --component ext).
+    ///
+    /// Example: pgqd mover /etc/pgqd/mover.toml
+    Mover(ToolArgs),
+    /// Queue splitter: route events to target queues by table name (ev_extra1).
+    ///
+    /// CONFIG is TOML: source, queue, consumer, target, and include / exclude (table
+    /// patterns, `*` at the end matches a prefix) and a [routes] table (table = queue;
+    /// default: the queue named like the table). Runs like pgqd mover.
+    ///
+    /// Example: pgqd splitter /etc/pgqd/splitter.toml
+    Splitter(ToolArgs),
+    /// Table dispatcher: logutriga/jsontriga inserts into a (partitioned) target table.
+    ///
+    /// CONFIG is TOML: source, queue, consumer, target, dest_table, and optionally fields,
+    /// part_field with part_period (day or month: partitions created on demand). Updates
+    /// and deletes are not applied. Runs like pgqd mover.
+    ///
+    /// Example: pgqd dispatcher /etc/pgqd/archive.toml
+    Dispatcher(ToolArgs),
     /// Cascading queues and replication (issue #11; not implemented yet).
     Cascade(Reserved),
 }
@@ -121,10 +141,11 @@ impl Command {
     /// For a reserved command: its name and the issue that will implement it.
     fn reserved(&self) -> Option<(&'static str, u32)> {
         Some(match self {
-            Command::Install(_) | Command::Admin(_) => return None,
-            Command::Mover(_) => ("mover", 10),
-            Command::Splitter(_) => ("splitter", 10),
-            Command::Dispatcher(_) => ("dispatcher", 10),
+            Command::Install(_)
+            | Command::Admin(_)
+            | Command::Mover(_)
+            | Command::Splitter(_)
+            | Command::Dispatcher(_) => return None,
             Command::Cascade(_) => ("cascade", 11),
         })
     }
@@ -169,6 +190,13 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Install(cmd)) => ExitCode::from(run_install(cmd)),
         Some(Command::Admin(cmd)) => ExitCode::from(pgqd::cli::run(&cmd)),
+        Some(Command::Mover(a)) => ExitCode::from(tools::main(tools::Kind::Mover, &a, daemonize)),
+        Some(Command::Splitter(a)) => {
+            ExitCode::from(tools::main(tools::Kind::Splitter, &a, daemonize))
+        }
+        Some(Command::Dispatcher(a)) => {
+            ExitCode::from(tools::main(tools::Kind::Dispatcher, &a, daemonize))
+        }
         Some(other) => {
             let (name, issue) = other.reserved().unwrap_or(("?", 3));
             eprintln!("pgqd {name}: not implemented yet (issue #{issue})");
