@@ -154,6 +154,14 @@ pub const TICK_CHANNEL: &str = "pgqd_tick";
 pub const MAINT_OPERATIONS: &str =
     "select func_name::text, func_arg::text from pgq.maint_operations()";
 
+/// Whether table `$1` (a name from `pgq.maint_operations()`) may have dead rows to vacuum:
+/// true unless the statistics say none (an unknown table reads true and VACUUM reports it;
+/// with `track_counts` off there are no statistics, and it is always true).
+pub const DEAD_ROWS: &str = "\
+select not pg_catalog.current_setting('track_counts')::bool
+    or coalesce((select s.n_dead_tup > 0 from pg_catalog.pg_stat_all_tables s
+                  where s.relid = pg_catalog.to_regclass($1::text)), true)";
+
 /// Move due retry events back into their queue; returns how many moved (at most 10).
 pub const RETRY: &str = "\
 select case when pg_catalog.pg_try_advisory_xact_lock($1::int8)

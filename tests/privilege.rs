@@ -160,7 +160,9 @@ fn non_superuser_daemon_and_reader_cli_without_leaking_the_password() {
          alter table pgq.consumer owner to pgqd_daemon;
          alter table pgq.queue owner to pgqd_daemon;
          alter table pgq.tick owner to pgqd_daemon;
-         alter table pgq.retry_queue owner to pgqd_daemon",
+         alter table pgq.retry_queue owner to pgqd_daemon;
+         update pgq.tick set tick_time = tick_time;
+         update pgq.queue set queue_name = queue_name",
     );
     wait_until_true("pgq.tick vacuumed", Duration::from_secs(15), || {
         !last_vacuum(&c, "tick").is_empty()

@@ -116,6 +116,10 @@ pub enum ConnectError {
     /// TCP and then says nothing must not hang a task.
     #[error("no answer from the server within {0:?} (connect_timeout)")]
     Timeout(Duration),
+    /// Every VACUUM lease of the budget is in use (VACUUM waits for the next round rather
+    /// than hold up its database's ticker).
+    #[error("no VACUUM lease free under connection_budget")]
+    Busy,
 }
 
 impl ConnectError {
@@ -125,7 +129,9 @@ impl ConnectError {
         use super::classify::Action;
         let action = match self {
             ConnectError::Server(e) => super::classify::classify(e, false),
-            ConnectError::Config(_) | ConnectError::Timeout(_) => Action::Reconnect,
+            ConnectError::Config(_) | ConnectError::Timeout(_) | ConnectError::Busy => {
+                Action::Reconnect
+            }
         };
         match action {
             Action::Stop => Action::Stop,
@@ -318,9 +324,10 @@ impl Broker {
                 Some((p, t)) => (Some(p), Some(t)),
                 None => (None, None),
             },
-            (Purpose::Vacuum, Some((_, vacuum))) => {
-                (vacuum.clone().acquire_owned().await.ok(), None)
-            }
+            (Purpose::Vacuum, Some((_, vacuum))) => match vacuum.clone().try_acquire_owned() {
+                Ok(p) => (Some(p), None),
+                Err(_) => return Err(ConnectError::Busy),
+            },
             _ => (None, None),
         };
         if purpose != Purpose::Control {

@@ -46,7 +46,7 @@ pub const POLL_QUIET: Duration = Duration::from_millis(20);
 /// How long after the last foreign write the cluster counts as quiet.
 pub const QUIET_AFTER: Duration = Duration::from_secs(5);
 /// How often write counters are compared while others are writing.
-pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+pub const COUNTERS_EVERY: Duration = Duration::from_millis(250);
 /// How long after the last foreign write the counters keep being compared every
 /// [`COUNTERS_EVERY`] (a backend may hold back its counters for up to 10 s after a busy
 /// second); outside that, every [`COUNTERS_QUIET`], so the baseline is never stale.
@@ -288,7 +288,13 @@ async fn session(
         c = connect(broker, &db).await?;
     }
     debug!(db = %db, "control session open");
-    let app = cfg.application_name.clone();
+    // Our own sessions must not count as activity (each due check would wake the next):
+    // they carry the application_name the connection settings resolve to — base_connstr's,
+    // PGAPPNAME or the config's — not necessarily the config key's.
+    let app = crate::conn::daemon_target(cfg, &db)
+        .ok()
+        .and_then(|t| t.pg.get_application_name().map(str::to_string))
+        .unwrap_or_else(|| cfg.application_name.clone());
     let mut prev: Option<Snap> = None;
     let mut since = SystemTime::now();
     let mut last_foreign: Option<Instant> = None;

@@ -43,9 +43,10 @@ const START_JITTER_MAX: Duration = Duration::from_secs(5);
 /// Least time between two due checks that activity asked for, while no queue has events
 /// waiting (a first event should tick within milliseconds) …
 const POKE_GAP: Duration = Duration::from_millis(5);
-/// … and while some do: their `ticker_max_lag` moment is known and their
-/// `ticker_max_count` moment predicted from the event rate (ticker.rs), so activity only
-/// needs looking at for bursts.
+/// … and while every queue either has events waiting (its `ticker_max_lag` moment is
+/// known, its `ticker_max_count` moment predicted from the event rate) or ticked less than
+/// `ticker_max_lag` ago (a check is scheduled for that moment): activity then only needs
+/// looking at for bursts.
 const POKE_GAP_BUSY: Duration = Duration::from_millis(250);
 /// How much later than due an evicted (quiet) database is visited for an idle tick, so
 /// that one visit ticks several of its queues: after one such visit their idle periods
@@ -587,7 +588,7 @@ impl DatabaseTask {
                     .instrument(info_span!("ticker"))
                     .await
                     .map(|p| {
-                        schedule.set_busy(p.pending);
+                        schedule.set_busy(p.pending && !p.eager);
                         if p.pending {
                             last_events = Some(Instant::now());
                             if let Some(t) = c.tenancy() {

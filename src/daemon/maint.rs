@@ -74,6 +74,7 @@ impl Maintainer {
             ops: rows.len() as u32,
             ..MaintPass::default()
         };
+        let mut lease: Option<DbConn> = None;
         for row in &rows {
             if token.is_cancelled() {
                 pass.interrupted = true;
@@ -93,8 +94,15 @@ impl Maintainer {
             };
             let result = match call {
                 MaintCall::Vacuum(stmt) => {
-                    self.vacuum(broker, db, &stmt, arg.as_deref().unwrap_or(""))
-                        .await
+                    self.vacuum(
+                        conn,
+                        &mut lease,
+                        broker,
+                        db,
+                        &stmt,
+                        arg.as_deref().unwrap_or(""),
+                    )
+                    .await
                 }
                 MaintCall::Function { sql, with_arg } => {
                     let rotation = func.eq_ignore_ascii_case("pgq.maint_rotate_tables_step1");
@@ -135,15 +143,42 @@ impl Maintainer {
 
     /// Runs one VACUUM on its own short lease; true when it finished. Skipped (false) when
     /// the role may not vacuum `table`.
+    /// Runs one VACUUM on the round's lease (opened on first use, so a round opens at
+    /// most one connection), unless the table has no dead rows — an idle database's
+    /// rounds then open no connection at all — or no lease is free under the budget (the
+    /// next round does it; the ticker must not wait behind other databases' VACUUMs).
     async fn vacuum(
         &mut self,
+        conn: &mut DbConn,
+        lease: &mut Option<DbConn>,
         broker: &Broker,
         db: &str,
         stmt: &str,
         table: &str,
     ) -> Result<bool, StmtError> {
-        let mut lease = match broker.connect(db, Purpose::Vacuum).await {
+        if !self.rights.allowed(conn, table).await {
+            return Ok(false);
+        }
+        let rows = conn.query(sql::DEAD_ROWS, &[&table]).await?;
+        if !rows
+            .first()
+            .and_then(|r| r.try_get::<_, bool>(0).ok())
+            .unwrap_or(true)
+        {
+            debug!(table, "nothing to vacuum");
+            return Ok(false);
+        }
+        if let Some(l) = lease.as_mut() {
+            l.execute_simple(stmt).await?;
+            debug!(statement = stmt, "vacuum done");
+            return Ok(true);
+        }
+        let new = match broker.connect(db, Purpose::Vacuum).await {
             Ok(c) => c,
+            Err(super::broker::ConnectError::Busy) => {
+                debug!(table, "no VACUUM lease free; next round");
+                return Ok(false);
+            }
             Err(super::broker::ConnectError::Server(e)) => return Err(StmtError::Pg(e)),
             Err(super::broker::ConnectError::Timeout(d)) => {
                 return Err(StmtError::ClientTimeout(d));
@@ -155,10 +190,8 @@ impl Maintainer {
                 return Ok(false);
             }
         };
-        if !self.rights.allowed(&mut lease, table).await {
-            return Ok(false);
-        }
-        lease.execute_simple(stmt).await?;
+        new.execute_simple(stmt).await?;
+        *lease = Some(new);
         debug!(statement = stmt, "vacuum done");
         Ok(true)
     }

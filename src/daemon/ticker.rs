@@ -127,6 +127,9 @@ pub struct TickPass {
     pub next_due: Option<Duration>,
     /// Some queue had events not yet in a tick (the database is busy).
     pub pending: bool,
+    /// Some queue has no events waiting and a latest tick at least `max_lag` old: its next
+    /// event is due at once, so activity must be looked at without delay.
+    pub eager: bool,
     /// How late each tick made was, against the due time the previous pass predicted
     /// (zero when it was not predicted, e.g. the first event after idle).
     pub lateness: Option<Duration>,
@@ -216,6 +219,16 @@ impl Ticker {
                     earliest(d);
                 }
                 seen.insert(q.name.clone(), (seq, checked));
+            } else if !q.skip
+                && let Some(lag) = q.lag
+            {
+                // An event arriving from max_lag after the latest tick on is due at once;
+                // before that, it is due at exactly that moment: look then.
+                if lag >= q.max_lag {
+                    pass.eager = true;
+                } else {
+                    earliest(secs(q.max_lag - lag));
+                }
             }
             match due_in(&q) {
                 None => continue,
@@ -255,6 +268,11 @@ impl Ticker {
                         if let Some(d) = idle_due_after_tick(&q) {
                             earliest(d);
                             due_at.insert(q.name.clone(), Instant::now() + d);
+                        }
+                        if q.max_lag <= 0.0 {
+                            pass.eager = true;
+                        } else {
+                            earliest(secs(q.max_lag));
                         }
                     }
                 }
