@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::broker::{DbConn, StmtError};
 use super::classify::LaneError;
@@ -176,6 +176,7 @@ impl Collector {
         }
         // Consumers that went away are forgotten, so a re-registered one warns afresh.
         self.lagging.retain(|k| seen.contains(k));
+        debug!(queues = queues.len(), consumers = kept.len(), "collected");
         Ok(Collected {
             queues,
             consumers: kept,

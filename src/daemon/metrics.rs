@@ -441,6 +441,15 @@ impl Metrics {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether a database has figures worth series of their own (one without pgq would
+    /// add a dozen empty histogram series per database).
+    fn served(i: &DbInner) -> bool {
+        matches!(
+            i.state,
+            DbState::Ticking | DbState::Failing(_) | DbState::Idle
+        ) || i.last_pass.is_some()
+    }
+
     fn views(&self) -> Vec<DbView> {
         let mut dbs = lock(&self.dbs);
         dbs.retain(|_, w| w.strong_count() > 0);
@@ -682,7 +691,7 @@ impl Collector for Scrape {
                 None,
                 MetricType::Histogram,
             )?;
-            for v in &views {
+            for v in views.iter().filter(|v| Metrics::served(&v.inner)) {
                 let h = &v.inner.lateness;
                 let labels: Labels = vec![("database", v.name.as_str())];
                 m.encode_family(&labels)?.encode_histogram::<Labels>(
@@ -700,7 +709,7 @@ impl Collector for Scrape {
                 None,
                 MetricType::Histogram,
             )?;
-            for v in &views {
+            for v in views.iter().filter(|v| Metrics::served(&v.inner)) {
                 let h = &v.inner.maint;
                 let labels: Labels = vec![("database", v.name.as_str())];
                 m.encode_family(&labels)?.encode_histogram::<Labels>(
@@ -717,6 +726,7 @@ impl Collector for Scrape {
             "Retry events moved back into their queues",
             views
                 .iter()
+                .filter(|v| Metrics::served(&v.inner))
                 .map(|v| (vec![("database", v.name.as_str())], v.inner.retry_moved)),
         )?;
         counter_family(
@@ -738,6 +748,7 @@ impl Collector for Scrape {
             "Consumers unregistered by the consumer_unregister_after policy",
             views
                 .iter()
+                .filter(|v| Metrics::served(&v.inner))
                 .map(|v| (vec![("database", v.name.as_str())], v.inner.unregistered)),
         )?;
 
