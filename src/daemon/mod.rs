@@ -10,6 +10,10 @@
 //! - [`ticker`], [`retry`], [`maint`]: the lanes, each a `run_once` that does the SQL;
 //! - [`broker`]: the one owner of connections (one per database, a VACUUM lease, the
 //!   discovery connection; #7 adds its budget);
+//! - [`collect`]: the collector lane (queue/consumer figures every `stats_period`, the
+//!   consumer lag policies); [`metrics`]: what each task reports, for `/metrics`, `/readyz`
+//!   and systemd's STATUS line (the HTTP side is `crate::http`, started by [`run_with`]
+//!   when `metrics_listen` is set);
 //! - [`classify`]: what a failed statement means (R9); [`stats`]: counters;
 //! - [`restored`]: the ticker's guard against a database restored from another cluster;
 //!   [`vacuum_rights`]: whether the role may VACUUM a pgq table (warned once if not);
