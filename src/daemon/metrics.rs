@@ -253,12 +253,12 @@ impl DbReport {
             if i.state.label() != state.label() {
                 i.state_since = Instant::now();
             }
-            if state != DbState::Ticking {
-                // Queue figures of a database we no longer serve would only go stale.
-                if !matches!(state, DbState::Failing(_)) {
-                    i.collected = None;
-                    i.queues.clear();
-                }
+            // Queue figures of a database this daemon does not serve would only go stale
+            // (and a standby must not look like a second leader); a failing or evicted
+            // one keeps its last figures.
+            if matches!(state, DbState::NoPgq | DbState::Standby | DbState::Starting) {
+                i.collected = None;
+                i.queues.clear();
             }
             i.state = state;
         })
