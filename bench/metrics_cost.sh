@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Cost of the metrics endpoint (issue #6): daemon and server CPU over a window, with and
-# without a /metrics scrape every 5 s, on a throwaway cluster with N databases that have
+# Cost of the metrics endpoint (issue #6): daemon and server CPU over a window in three
+# modes — off (no metrics_listen), on without scrapes (the collector runs every
+# stats_period), on with a /metrics scrape every 5 s — on a throwaway cluster with N databases that have
 # pgq (one queue and one consumer each); alternating rounds, medians printed. Also the
 # daemon's RSS at the end of each round.
 #
@@ -53,17 +54,24 @@ cat >"$DIR/pgqd.toml" <<EOF
 base_connstr = "host=$DIR user=postgres"
 initial_database = "postgres"
 database_list = [$(seq -s, -f '"db%g"' 1 "$N")]
-metrics_listen = "127.0.0.1:$PORT"
 EOF
+sed 's/^#metrics/metrics/' >"$DIR/pgqd-on.toml" <"$DIR/pgqd.toml"
+echo "metrics_listen = \"127.0.0.1:$PORT\"" >>"$DIR/pgqd-on.toml"
 
-run() { # $1 = scrape|none; prints "daemon_ticks server_ticks rss_kb"
-    "$BIN" --config "$DIR/pgqd.toml" -q >"$DIR/daemon.log" 2>&1 &
+run() { # $1 = off|none|scrape; prints "daemon_ticks server_ticks rss_kb"
+    local conf="$DIR/pgqd-on.toml"
+    [ "$1" = off ] && conf="$DIR/pgqd.toml"
+    "$BIN" --config "$conf" -q >"$DIR/daemon.log" 2>&1 &
     DPID=$!
-    # Warm-up: every database connected and ticking.
-    for _ in $(seq 1 100); do
-        curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
-        sleep 0.2
-    done
+    # Warm-up: every database connected and ticking (readiness when the endpoint is on).
+    if [ "$1" = off ]; then
+        sleep 3
+    else
+        for _ in $(seq 1 100); do
+            curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+            sleep 0.2
+        done
+    fi
     sleep 5
     local d0 s0
     d0=$(awk '{print $14 + $15}' "/proc/$DPID/stat")
@@ -83,15 +91,15 @@ run() { # $1 = scrape|none; prints "daemon_ticks server_ticks rss_kb"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 HZ=$(getconf CLK_TCK)
-: >"$DIR/none"; : >"$DIR/scrape"
+: >"$DIR/off"; : >"$DIR/none"; : >"$DIR/scrape"
 for r in $(seq 1 "$ROUNDS"); do
-    for mode in none scrape; do
+    for mode in off none scrape; do
         res=$(run "$mode")
         echo "round $r $mode: daemon ${res%% *} ticks, server $(echo "$res" | cut -d' ' -f2) ticks, rss $(echo "$res" | cut -d' ' -f3) kB (HZ=$HZ, ${WINDOW}s)"
         echo "$res" >>"$DIR/$mode"
     done
 done
-for mode in none scrape; do
+for mode in off none scrape; do
     d=$(cut -d' ' -f1 "$DIR/$mode" | median)
     s=$(cut -d' ' -f2 "$DIR/$mode" | median)
     m=$(cut -d' ' -f3 "$DIR/$mode" | median)

@@ -452,3 +452,18 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
     assert!(missing.is_empty(), "used but not exported: {missing:?}");
     d.stop().await;
 }
+
+#[test]
+fn alert_rules_pass_promtool() {
+    // scripts/setup.sh installs Debian's prometheus package for promtool.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(root.join("config/pgqd-alerts.yml"))
+        .output()
+        .expect("run promtool (Debian package prometheus, installed by scripts/setup.sh)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SUCCESS: 8 rules found"), "{text}");
+}

@@ -342,6 +342,11 @@ impl DbReport {
     /// or collection round is only counted.
     pub fn lane_error(&self, e: &super::classify::LaneError, ticking: bool) {
         use super::classify::Action;
+        if matches!(e.error, super::broker::StmtError::Fenced) {
+            // Another pgqd took this database's fence: the task reconnects and, finding
+            // the fence held, reports itself as standby. Not a failure of this database.
+            return;
+        }
         self.error(e.error.sqlstate().unwrap_or(""));
         match e.action() {
             Action::Reconnect => self.state(DbState::Failing(format!("connection lost: {e}"))),
