@@ -337,13 +337,15 @@ async fn readyz_fails_while_a_database_is_unreachable() {
         |v| v == 1.0,
     )
     .await;
-    let m = d.scrape().await;
-    assert!(
-        m.iter().any(|(k, v)| k
-            .starts_with(r#"pgqd_errors_total{database="app",sqlstate="55000"}"#)
-            && *v >= 1.0),
-        "the refused connection is counted by SQLSTATE: {m:?}"
-    );
+    // The refused reconnection (55000: object not in prerequisite state) is counted.
+    d.wait_metric(
+        r#"pgqd_errors_total{database="app",sqlstate="55000"}"#,
+        |v| v >= 1.0,
+    )
+    .await;
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.starts_with("app: failing: cannot connect"), "{body}");
 
     c.psql("postgres", "alter database app allow_connections true");
     d.wait_metric(
