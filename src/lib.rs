@@ -11,6 +11,9 @@
 //!   the supervisor starts or stops one task per database → each task runs its ticker,
 //!   maintenance and retry lanes in turn on one connection from the broker; signals turn
 //!   into reload/shutdown intents; counters feed the stats line;
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` when `metrics_listen` is set; the figures
+//!   come from `daemon::metrics`, which the database tasks report into (the collector lane
+//!   `daemon::collect` reads queue and consumer figures every `stats_period`);
 //! - [`logging`]: text or JSON log lines to stderr, a reopenable logfile, or syslog;
 //! - [`consumer`]: the consumer library (plain, remote, serial, coop) the tools are built on;
 //! - [`tools`]: `pgqd mover`, `splitter`, `dispatcher`: remote consumers run like the daemon;
@@ -21,6 +24,7 @@ pub mod config;
 pub mod conn;
 pub mod consumer;
 pub mod daemon;
+pub mod http;
 pub mod logging;
 pub mod pgerr;
 pub mod restore;

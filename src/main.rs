@@ -490,18 +490,15 @@ async fn serve(path: PathBuf, cfg: Config, log: logging::LogHandle) -> u8 {
 
     let (ready_tx, ready_rx) = oneshot::channel();
     let (beat_tx, beat_rx) = watch::channel(Instant::now());
-    tokio::spawn(async move {
-        if ready_rx.await.is_ok() {
-            tracing::info!("first discovery done, ready");
-            notify::ready("running");
-        }
-    });
+    let metrics = Arc::new(daemon::metrics::Metrics::new());
+    tokio::spawn(status_line(ready_rx, metrics.clone(), token.clone()));
     if let Some(every) = notify::watchdog_interval() {
         tokio::spawn(watchdog(every, beat_rx, token.clone()));
     }
     let hooks = daemon::Hooks {
         ready: Some(ready_tx),
         heartbeat: Some(beat_tx),
+        metrics: Some(metrics),
         ..daemon::Hooks::default()
     };
 
@@ -531,6 +528,35 @@ async fn serve(path: PathBuf, cfg: Config, log: logging::LogHandle) -> u8 {
     notify::stopping();
     sig_handle.close();
     code
+}
+
+/// READY=1 after the first discovery, then systemd's STATUS= line ("98 databases ticking,
+/// 2 failing") whenever it changes, checked once a second.
+async fn status_line(
+    ready: oneshot::Receiver<()>,
+    metrics: Arc<daemon::metrics::Metrics>,
+    token: CancellationToken,
+) {
+    tokio::select! {
+        r = ready => if r.is_err() { return },
+        _ = token.cancelled() => return,
+    }
+    tracing::info!("first discovery done, ready");
+    let mut last = metrics.summary();
+    notify::ready(&last);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = token.cancelled() => return,
+        }
+        let now = metrics.summary();
+        if now != last {
+            notify::status(&now);
+            last = now;
+        }
+    }
 }
 
 /// Pings the systemd watchdog while the daemon's loop is alive (its heartbeat is fresh).

@@ -269,6 +269,51 @@ pub fn atoi(s: Option<&str>) -> i64 {
     if neg { -v } else { v }
 }
 
+/// The metrics collector's queue figures (issue #6), once per `stats_period`, never per
+/// tick: `pgq.get_queue_info()` (age of the latest tick, events per second, events not yet
+/// in a tick, latest tick id), the age and period of rotation in seconds, and the number of
+/// events waiting in the retry queue.
+pub const COLLECT_QUEUES: &str = "\
+select i.queue_name::text,
+       extract(epoch from i.ticker_lag)::float8,
+       i.ev_per_sec::float8,
+       i.ev_new::int8,
+       i.last_tick_id::int8,
+       extract(epoch from pg_catalog.now() - i.queue_switch_time)::float8,
+       extract(epoch from i.queue_rotation_period)::float8,
+       coalesce(r.n, 0)::int8
+  from pgq.get_queue_info() i
+  left join (select q.queue_name, count(*) as n
+               from pgq.retry_queue rq
+               join pgq.queue q on q.queue_id = rq.ev_queue
+              group by q.queue_name) r on r.queue_name = i.queue_name";
+
+/// The metrics collector's consumer figures: `pgq.get_consumer_info()` (lag and last seen
+/// in seconds, position, pending events) and whether the consumer holds up rotation: the
+/// queue is due to rotate (reference §4.1 point 1) but the consumer's tick predates the
+/// last rotation's step 2, so `maint_rotate_tables_step1` skips the queue (point 3).
+pub const COLLECT_CONSUMERS: &str = "\
+select c.queue_name::text, c.consumer_name::text,
+       extract(epoch from c.lag)::float8,
+       extract(epoch from c.last_seen)::float8,
+       c.last_tick::int8,
+       c.pending_events::int8,
+       exists (select 1
+                 from pgq.queue q
+                 join pgq.consumer co on co.co_name = c.consumer_name
+                 join pgq.subscription s on s.sub_queue = q.queue_id
+                                        and s.sub_consumer = co.co_id
+                 join pgq.tick t on t.tick_queue = s.sub_queue and t.tick_id = s.sub_last_tick
+                where q.queue_name = c.queue_name
+                  and q.queue_switch_step2 is not null
+                  and q.queue_rotation_period is not null
+                  and q.queue_switch_time + q.queue_rotation_period < pg_catalog.now()
+                  and pg_catalog.txid_snapshot_xmin(t.tick_snapshot) <= q.queue_switch_step2)
+  from pgq.get_consumer_info() c";
+
+/// The opt-in policy `consumer_unregister_after`: `$1` queue, `$2` consumer.
+pub const UNREGISTER_CONSUMER: &str = "select pgq.unregister_consumer($1, $2)::int8";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,7 @@ proptest! {
                 Lane::Ticker => cfg.ticker_period,
                 Lane::Retry => cfg.retry_period,
                 Lane::Maint => cfg.maint_period,
+                Lane::Stats => pgqd::daemon::collect::collect_period(&cfg).unwrap_or(cfg.stats_period),
             };
             let next = s.next(lane, &cfg);
             prop_assert!(next > now && next <= now + period + Duration::from_millis(2));
@@ -184,6 +185,9 @@ async fn an_hour_of_schedule_runs_each_lane_at_its_period() {
                         Lane::Ticker => cfg.ticker_period,
                         Lane::Retry => cfg.retry_period,
                         Lane::Maint => cfg.maint_period,
+                        Lane::Stats => {
+                            pgqd::daemon::collect::collect_period(&cfg).unwrap_or(cfg.stats_period)
+                        }
                     };
                     assert!(now - *prev >= period, "{lane:?} ran early");
                 }

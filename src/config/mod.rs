@@ -130,6 +130,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Warn when a consumer lags behind its queue by more than this; zero: never (issue #8).
     pub consumer_lag_warning: Duration,
+    /// Unregister a consumer that lags behind its queue by more than this; zero: never
+    /// (opt-in policy of issue #8; the warning logs what is needed to re-register it).
+    pub consumer_unregister_after: Duration,
 }
 
 impl Default for Config {
@@ -159,6 +162,7 @@ impl Default for Config {
             reconnect_max_delay: Duration::from_secs(10),
             metrics_listen: None,
             consumer_lag_warning: Duration::ZERO,
+            consumer_unregister_after: Duration::ZERO,
         }
     }
 }
@@ -189,6 +193,7 @@ pub const KEYS: &[&str] = &[
     "reconnect_max_delay",
     "metrics_listen",
     "consumer_lag_warning",
+    "consumer_unregister_after",
 ];
 
 /// Where a setting was read: file and 1-based line.
@@ -396,12 +401,13 @@ fn apply(cfg: &mut Config, e: &Entry) -> Result<(), Error> {
             } else {
                 Some(s.trim().parse().map_err(|_| {
                     bad(format!(
-                        "expected an address such as 127.0.0.1:9187, got {s:?}"
+                        "expected an address such as 127.0.0.1:8432, got {s:?}"
                     ))
                 })?)
             };
         }
         "consumer_lag_warning" => cfg.consumer_lag_warning = duration(v).map_err(bad)?,
+        "consumer_unregister_after" => cfg.consumer_unregister_after = duration(v).map_err(bad)?,
         _ => {
             return Err(Error::UnknownKey {
                 origin: e.origin.clone(),
@@ -606,7 +612,8 @@ impl Config {
              connection_lifetime={} logfile={:?} pidfile={:?} syslog={} syslog_ident={:?} \
              syslog_facility={} shutdown_timeout={} statement_timeout={} lock_timeout={} \
              log_format={:?} log_level={:?} application_name={:?} connection_budget={} \
-             reconnect_max_delay={} metrics_listen={} consumer_lag_warning={}",
+             reconnect_max_delay={} metrics_listen={} consumer_lag_warning={} \
+             consumer_unregister_after={}",
             crate::conn::mask_connstr(&self.base_connstr),
             self.initial_database,
             self.database_list.join(","),
@@ -633,6 +640,7 @@ impl Config {
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             d(&self.consumer_lag_warning),
+            d(&self.consumer_unregister_after),
         )
     }
 }
@@ -683,13 +691,14 @@ mod tests {
                 "log_format" => s("json"),
                 "log_level" => s("debug"),
                 "connection_budget" => s("5"),
-                "metrics_listen" => s("127.0.0.1:9187"),
+                "metrics_listen" => s("127.0.0.1:8432"),
                 "base_connstr" => s("host=/tmp"),
                 k if k.ends_with("_period")
                     || k.ends_with("_timeout")
                     || k.ends_with("_lifetime")
                     || k.ends_with("_delay")
-                    || k.ends_with("_warning") =>
+                    || k.ends_with("_warning")
+                    || k.ends_with("_after") =>
                 {
                     s("3s")
                 }

@@ -94,6 +94,7 @@ raw_toml!(
     reconnect_max_delay,
     metrics_listen,
     consumer_lag_warning,
+    consumer_unregister_after,
 );
 
 /// 1-based line of a byte offset.

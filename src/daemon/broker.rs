@@ -150,6 +150,7 @@ pub struct Broker {
 struct Inner {
     cfg: watch::Receiver<Arc<Config>>,
     open: [AtomicUsize; 4],
+    opened: [std::sync::atomic::AtomicU64; 4],
     /// Work and VACUUM permits, sized from the budget at creation (None: no budget).
     permits: Option<(Arc<Semaphore>, Arc<Semaphore>)>,
     holders: Mutex<HashMap<u64, Holder>>,
@@ -237,6 +238,7 @@ impl Broker {
                 holders: Mutex::new(HashMap::new()),
                 next_holder: AtomicU64::new(1),
                 next_connect: Mutex::new(Instant::now()),
+                opened: Default::default(),
             }),
         }
     }
@@ -316,6 +318,11 @@ impl Broker {
         self.inner.open[slot(purpose)].load(Ordering::Relaxed)
     }
 
+    /// Connections opened since start for `purpose` (metrics, #6).
+    pub fn opened(&self, purpose: Purpose) -> u64 {
+        self.inner.opened[slot(purpose)].load(Ordering::Relaxed)
+    }
+
     /// Opens a connection to `db` with the current config's connection string and session
     /// settings.
     pub async fn connect(&self, db: &str, purpose: Purpose) -> Result<DbConn, ConnectError> {
@@ -361,6 +368,7 @@ impl Broker {
         };
         let counter = &self.inner.open[slot(purpose)];
         counter.fetch_add(1, Ordering::Relaxed);
+        self.inner.opened[slot(purpose)].fetch_add(1, Ordering::Relaxed);
         let conn = DbConn {
             client,
             opened: Instant::now(),

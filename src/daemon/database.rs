@@ -24,8 +24,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::broker::{Broker, DbConn, Purpose};
 use super::classify::{Action, LaneError};
+use super::collect::{Collector, collect_period};
 use super::control::{Role, Signals};
 use super::maint::Maintainer;
+use super::metrics::DbState;
 use super::retry::Retrier;
 use super::stats::StatsHandle;
 use super::ticker::Ticker;
@@ -110,6 +112,7 @@ pub struct Schedule {
     tick_hint: Option<Duration>,
     retry_end: Option<Instant>,
     maint_end: Option<Instant>,
+    stats_end: Option<Instant>,
     jitter: f64,
     /// Activity asked for a due check at this time.
     poked: Option<Instant>,
@@ -131,6 +134,8 @@ pub enum Lane {
     Retry,
     /// Maintenance round.
     Maint,
+    /// Metrics collection and consumer lag policies (`collect.rs`), every stats_period.
+    Stats,
 }
 
 impl Schedule {
@@ -144,6 +149,7 @@ impl Schedule {
             tick_hint: None,
             retry_end: None,
             maint_end: None,
+            stats_end: None,
             jitter,
             poked: None,
             busy: false,
@@ -208,13 +214,24 @@ impl Schedule {
                 None => self.first(cfg.maint_period),
                 Some(t) => t + cfg.maint_period,
             },
+            Lane::Stats => {
+                let period = collect_period(cfg).unwrap_or(cfg.stats_period);
+                match self.stats_end {
+                    None => self.first(period),
+                    Some(t) => t + period,
+                }
+            }
         }
     }
 
     /// The lane to run at `now`, ticker first, or None with the instant to wake up.
     pub fn due(&self, now: Instant, cfg: &Config) -> Result<Lane, Instant> {
         let mut earliest = None::<Instant>;
-        for lane in [Lane::Ticker, Lane::Retry, Lane::Maint] {
+        let stats = collect_period(cfg).map(|_| Lane::Stats);
+        for lane in [Lane::Ticker, Lane::Retry, Lane::Maint]
+            .into_iter()
+            .chain(stats)
+        {
             let at = self.next(lane, cfg);
             if at <= now {
                 return Ok(lane);
@@ -235,6 +252,7 @@ impl Schedule {
             }
             Lane::Retry => self.retry_end = Some(end),
             Lane::Maint => self.maint_end = Some(end),
+            Lane::Stats => self.stats_end = Some(end),
         }
     }
 }
@@ -364,9 +382,10 @@ impl DatabaseTask {
         let mut fenced_by: Option<String> = None;
         let mut evicted = false;
         let mut last_events: Option<Instant> = None;
-        let mut ticker = Ticker::new();
+        let mut ticker = Ticker::new().reporting(self.stats.report.clone());
         let mut retrier = Retrier;
-        let mut maintainer = Maintainer::new();
+        let mut maintainer = Maintainer::new().reporting(self.stats.report.clone());
+        let mut collector = Collector::new();
         loop {
             if self.token.is_cancelled() {
                 return Exit::Cancelled;
@@ -379,6 +398,9 @@ impl DatabaseTask {
             // the connection, and so the fence, is kept but nothing is written.
             let role = self.role_rx.borrow_and_update().clone();
             if role != Role::Leader {
+                if matches!(role, Role::Standby(_) | Role::Recovery) {
+                    self.stats.report.state(DbState::Standby);
+                }
                 if matches!(role, Role::Standby(_) | Role::Recovery) && conn.is_some() {
                     debug!(role = role.name(), "letting go of the database");
                     conn = None;
@@ -447,6 +469,7 @@ impl DatabaseTask {
                             return Exit::Gone;
                         }
                         Err(e) => {
+                            self.stats.report.connect_failed(&e);
                             if failing_since.is_none() {
                                 warn!(error = %e, "cannot connect; retrying with backoff");
                                 failing_since = Some(Instant::now());
@@ -502,6 +525,7 @@ impl DatabaseTask {
                 probe = found;
                 probed = true;
                 if !matches!(probe, Probe::Pgq(_)) {
+                    self.stats.report.state(DbState::NoPgq);
                     // No connection is kept to a database without pgq.
                     conn = None;
                     if let Wake::Cancelled =
@@ -523,6 +547,7 @@ impl DatabaseTask {
                             warn!(holder = %holder, "another pgqd holds this database's fence; waiting for it to let go");
                             fenced_by = Some(holder);
                         }
+                        self.stats.report.state(DbState::Standby);
                         conn = None;
                         probed = false;
                         if let Wake::Cancelled =
@@ -573,6 +598,7 @@ impl DatabaseTask {
                             }
                         }
                         Wake::Evicted => {
+                            self.stats.report.state(DbState::Idle);
                             debug!("connection handed back (budget)");
                             conn = None;
                             evicted = true;
@@ -582,12 +608,14 @@ impl DatabaseTask {
                     continue;
                 }
             };
+            let lane_start = Instant::now();
             let result = match lane {
                 Lane::Ticker => ticker
                     .run_once(c, &self.token, &self.signals, self.notify_ticks)
                     .instrument(info_span!("ticker"))
                     .await
                     .map(|p| {
+                        self.stats.report.pass_ok();
                         schedule.set_busy(p.pending && !p.eager);
                         if p.pending {
                             last_events = Some(Instant::now());
@@ -607,6 +635,7 @@ impl DatabaseTask {
                     .await
                     .map(|p| {
                         self.stats.retry(p.moved);
+                        self.stats.report.retry(p.moved);
                         if p.moved > 0 {
                             debug!(moved = p.moved, "retry events moved");
                         }
@@ -618,6 +647,7 @@ impl DatabaseTask {
                     .await
                     .map(|p| {
                         if !p.interrupted {
+                            self.stats.report.maint(lane_start.elapsed());
                             self.stats.maint();
                         }
                         for _ in 0..p.failed {
@@ -631,6 +661,14 @@ impl DatabaseTask {
                             failed = p.failed,
                             "maintenance round"
                         );
+                        None
+                    }),
+                Lane::Stats => collector
+                    .run_once(c, &cfg)
+                    .instrument(info_span!("collect"))
+                    .await
+                    .map(|col| {
+                        self.stats.report.collected(col);
                         None
                     }),
             };
@@ -677,6 +715,9 @@ impl DatabaseTask {
         if let Some(c) = conn.as_mut() {
             c.forget_prepared();
         }
+        self.stats
+            .report
+            .lane_error(e, matches!(lane, None | Some(Lane::Ticker)));
         let sqlstate = e.error.sqlstate().unwrap_or("");
         match e.action() {
             Action::Stop => {

@@ -49,12 +49,19 @@ pub struct Maintainer {
     failing: HashMap<String, String>,
     /// Tables the role may not vacuum (warned once; `vacuum_rights.rs`).
     rights: super::vacuum_rights::VacuumRights,
+    report: super::metrics::DbReport,
 }
 
 impl Maintainer {
     /// A maintainer with no history.
     pub fn new() -> Maintainer {
         Maintainer::default()
+    }
+
+    /// Reports failed operations by SQLSTATE to `report` (metrics, #6).
+    pub fn reporting(mut self, report: super::metrics::DbReport) -> Maintainer {
+        self.report = report;
+        self
     }
 
     /// One round. Stops between statements when `token` is cancelled: a rotation step or
@@ -199,6 +206,7 @@ impl Maintainer {
     /// Logs at warning level when the operation's failure is new or its SQLSTATE changed.
     fn note_failure(&mut self, key: &str, sqlstate: Option<&str>, what: &str) {
         let state = sqlstate.unwrap_or("");
+        self.report.error(state);
         if self.failing.get(key).map(String::as_str) == Some(state) {
             debug!(
                 operation = key,

@@ -10,6 +10,10 @@
 //! - [`ticker`], [`retry`], [`maint`]: the lanes, each a `run_once` that does the SQL;
 //! - [`broker`]: the one owner of connections (one per database, a VACUUM lease, the
 //!   discovery connection; #7 adds its budget);
+//! - [`collect`]: the collector lane (queue/consumer figures every `stats_period`, the
+//!   consumer lag policies); [`metrics`]: what each task reports, for `/metrics`, `/readyz`
+//!   and systemd's STATUS line (the HTTP side is `crate::http`, started by [`run_with`]
+//!   when `metrics_listen` is set);
 //! - [`classify`]: what a failed statement means (R9); [`stats`]: counters;
 //! - [`restored`]: the ticker's guard against a database restored from another cluster;
 //!   [`vacuum_rights`]: whether the role may VACUUM a pgq table (warned once if not);
@@ -21,10 +25,12 @@
 
 pub mod broker;
 pub mod classify;
+pub mod collect;
 pub mod control;
 pub mod database;
 pub mod discovery;
 pub mod maint;
+pub mod metrics;
 pub mod notify;
 pub mod pidfile;
 pub mod restored;
@@ -65,6 +71,12 @@ pub struct Hooks {
     /// Leadership and activity signals to use (to follow the role from outside); fresh
     /// ones if None.
     pub signals: Option<Arc<control::Signals>>,
+    /// The metrics registry the database tasks report into (`main` reads it for systemd's
+    /// STATUS line); a fresh one if None.
+    pub metrics: Option<Arc<metrics::Metrics>>,
+    /// Told the address the metrics endpoint listens on, once bound (`metrics_listen`
+    /// with port 0 picks a free port: tests).
+    pub http_bound: Option<oneshot::Sender<std::net::SocketAddr>>,
 }
 
 /// Why the daemon stopped with an error.
@@ -73,6 +85,14 @@ pub enum Error {
     /// The configured connection string cannot be used at all.
     #[error("unusable connection settings: {0}")]
     Config(String),
+    /// The metrics endpoint cannot listen on `metrics_listen`.
+    #[error("cannot listen on metrics_listen {addr}: {source}")]
+    Listen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Some tasks were still running when shutdown_timeout ran out (names listed).
     #[error("tasks did not finish within shutdown_timeout: {}", .0.join(", "))]
     ShutdownTimedOut(Vec<String>),
@@ -90,16 +110,49 @@ pub async fn run(
 pub async fn run_with(
     cfg_rx: watch::Receiver<Arc<Config>>,
     token: CancellationToken,
-    hooks: Hooks,
+    mut hooks: Hooks,
 ) -> Result<(), Error> {
-    {
-        let cfg = cfg_rx.borrow().clone();
-        crate::conn::config_from(&cfg.base_connstr, Some(&cfg.initial_database))
-            .map_err(|e| Error::Config(e.to_string()))?;
-    }
-    supervisor::Supervisor::new(cfg_rx, token, hooks)
+    let cfg = cfg_rx.borrow().clone();
+    crate::conn::config_from(&cfg.base_connstr, Some(&cfg.initial_database))
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let metrics = hooks.metrics.get_or_insert_with(Default::default).clone();
+    let beat = hooks
+        .heartbeat
+        .get_or_insert_with(|| watch::channel(Instant::now()).0)
+        .subscribe();
+    // metrics_listen is read once: a reload cannot move the endpoint (signals.rs warns).
+    let http = match cfg.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Listen { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            tracing::info!(address = %bound, "metrics endpoint listening");
+            if let Some(tx) = hooks.http_bound.take() {
+                let _ = tx.send(bound);
+            }
+            let state = crate::http::State {
+                metrics,
+                heartbeat: beat,
+                cfg: cfg_rx.clone(),
+            };
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                state,
+                token.child_token(),
+            )))
+        }
+        None => None,
+    };
+    let result = supervisor::Supervisor::new(cfg_rx, token.clone(), hooks)
         .run()
-        .await
+        .await;
+    if let Some(h) = http {
+        // The supervisor returns after the token is cancelled; the server stops with it.
+        token.cancel();
+        let _ = h.await;
+    }
+    result
 }
 
 /// A number in [0, 1) for jitter. Good enough for spreading start times; not for secrets.

@@ -8,16 +8,34 @@
 //!   PostgreSQL) makes systemd restart the service. [`watchdog_interval`] says how often
 //!   (half of `WatchdogSec`), or None when the watchdog is off.
 //! - [`stopping`] when a shutdown starts; [`reloading`] / [`reloaded`] around SIGHUP.
+//! - [`status`]: the one-line summary (`STATUS=98 databases ticking, 2 failing`, issue #6),
+//!   sent by `main` when it changes; [`ready`] and [`reloaded`] repeat the latest one.
 //!
 //! Send errors are logged at debug and otherwise ignored: a missing or full socket must
 //! never stop the daemon.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
 static READY_SENT: AtomicBool = AtomicBool::new(false);
+/// The latest status line, repeated with READY=1 so a reload does not blank it.
+static LAST_STATUS: Mutex<String> = Mutex::new(String::new());
+
+fn remember(status: &str) {
+    let mut s = LAST_STATUS.lock().unwrap_or_else(|p| p.into_inner());
+    s.clear();
+    s.push_str(status);
+}
+
+fn last_status() -> String {
+    LAST_STATUS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -27,6 +45,7 @@ fn send(states: &[NotifyState<'_>]) {
 
 /// Tells systemd the daemon is up (`READY=1`) with a status line. Idempotent.
 pub fn ready(status: &str) {
+    remember(status);
     if READY_SENT.swap(true, Ordering::SeqCst) {
         send(&[NotifyState::Status(status)]);
     } else {
@@ -41,6 +60,7 @@ pub fn is_ready() -> bool {
 
 /// Updates the status line shown by `systemctl status`.
 pub fn status(status: &str) {
+    remember(status);
     send(&[NotifyState::Status(status)]);
 }
 
@@ -68,7 +88,13 @@ pub fn reloading() {
     }
 }
 
-/// A reload has finished (`READY=1` again, as systemd expects after `RELOADING=1`).
-pub fn reloaded(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+/// A reload has finished (`READY=1` again, as systemd expects after `RELOADING=1`), with
+/// the latest status line.
+pub fn reloaded() {
+    let status = last_status();
+    if status.is_empty() {
+        send(&[NotifyState::Ready]);
+    } else {
+        send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    }
 }

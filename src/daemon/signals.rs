@@ -148,7 +148,7 @@ impl Control {
                 }
             }
         }
-        notify::reloaded("running");
+        notify::reloaded();
     }
 }
 

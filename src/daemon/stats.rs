@@ -86,6 +86,8 @@ pub struct StatsHandle {
     pub db: std::sync::Arc<Counters>,
     /// The daemon-wide counters.
     pub global: std::sync::Arc<Counters>,
+    /// This database's slot in the metrics registry (state, ticks, errors by SQLSTATE).
+    pub report: super::metrics::DbReport,
 }
 
 impl StatsHandle {

@@ -25,6 +25,7 @@ use super::broker::Broker;
 use super::control::{Signals, control_loop};
 use super::database::{DatabaseTask, Exit};
 use super::discovery::Discovery;
+use super::metrics::Metrics;
 use super::stats::{Counters, StatsHandle, stats_line};
 use super::{Error, HEARTBEAT_INTERVAL, Hooks};
 use crate::config::Config;
@@ -55,6 +56,7 @@ pub struct Supervisor {
     broker: Broker,
     signals: Arc<Signals>,
     global: Arc<Counters>,
+    metrics: Arc<Metrics>,
     handles: HashMap<String, DatabaseHandle>,
     /// Databases whose last task ended with "database is gone"; a task started for one of
     /// them again (database_list names it) says so only at debug level.
@@ -71,8 +73,12 @@ impl Supervisor {
         mut hooks: Hooks,
     ) -> Supervisor {
         let global = hooks.counters.take().unwrap_or_default();
+        let metrics = hooks.metrics.clone().unwrap_or_default();
+        let broker = Broker::new(cfg_rx.clone());
+        metrics.set_broker(broker.clone());
         Supervisor {
-            broker: Broker::new(cfg_rx.clone()),
+            broker,
+            metrics,
             signals: hooks.signals.take().unwrap_or_else(Signals::new),
             cfg_rx,
             token,
@@ -133,6 +139,7 @@ impl Supervisor {
                         self.apply(&names, &exit_tx);
                         self.publish();
                     }
+                    self.metrics.discovery_done();
                     if let Some(ready) = self.hooks.ready.take() {
                         let _ = ready.send(());
                     }
@@ -207,6 +214,7 @@ impl Supervisor {
         let stats = StatsHandle {
             db: Arc::new(Counters::default()),
             global: self.global.clone(),
+            report: self.metrics.database(name),
         };
         let task = DatabaseTask::new(
             name.to_string(),

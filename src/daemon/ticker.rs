@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use super::broker::{DbConn, StmtError};
 use super::classify::{Action, LaneError};
 use super::control::Signals;
+use super::metrics::{DbReport, lateness};
 use crate::sql;
 
 /// One row of the due check: a queue's settings and its latest ticks.
@@ -147,6 +148,7 @@ pub struct Ticker {
     seen: HashMap<String, (i64, Instant)>,
     /// Set while the database is restored from another cluster (`restored.rs`).
     restored: super::restored::RestoreGuard,
+    report: DbReport,
 }
 
 /// Checks a busy queue this much before its predicted `ticker_max_count` moment: the rate
@@ -173,6 +175,12 @@ impl Ticker {
     /// A ticker with no history.
     pub fn new() -> Ticker {
         Ticker::default()
+    }
+
+    /// Reports ticks (with their lateness) and queue errors to `report` (metrics, #6).
+    pub fn reporting(mut self, report: DbReport) -> Ticker {
+        self.report = report;
+        self
     }
 
     /// One pass: the due check, then a tick per due queue. Stops between queues when
@@ -265,6 +273,7 @@ impl Ticker {
                         });
                         pass.lateness = Some(pass.lateness.map_or(late, |l| l.max(late)));
                         debug!(queue = %q.name, tick = id, late_ms = late.as_millis() as u64, "tick");
+                        self.report.tick(&q.name, lateness(&q, checked.elapsed()));
                         if let Some(d) = idle_due_after_tick(&q) {
                             earliest(d);
                             due_at.insert(q.name.clone(), Instant::now() + d);
@@ -306,6 +315,7 @@ impl Ticker {
     /// (messages carry txids that change every time), at debug level otherwise.
     fn failed(&mut self, queue: &str, e: &StmtError) {
         let state = e.sqlstate().unwrap_or("").to_string();
+        self.report.error(&state);
         if self.failing.get(queue) == Some(&state) {
             debug!(queue, sqlstate = %state, error = %e, "tick still failing");
         } else {
