@@ -158,7 +158,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: LogLevel::Info,
             application_name: "pgqd".into(),
-            connection_budget: 64,
+            connection_budget: 128,
             reconnect_max_delay: Duration::from_secs(10),
             metrics_listen: None,
             consumer_lag_warning: Duration::ZERO,
