@@ -28,7 +28,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     postgresql-15 postgresql-client-15 postgresql-15-pgq3 postgresql-15-pgq-node pgqd python3-pgq pgbouncer prometheus \
-    systemd util-linux ca-certificates man-db logrotate >/dev/null
+    systemd util-linux iproute2 ca-certificates man-db logrotate >/dev/null
 
 # PostgreSQL 13, 14, 16, 17, 18 for the smoke matrix (scripts/test.sh stage majors): npm
 # packages at pinned versions, into /opt/pgqd-pg, readable by the server user.
