@@ -629,6 +629,22 @@ fn counter_family<'a>(
     Ok(())
 }
 
+/// One histogram per database.
+fn histogram_family<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (&'a str, &'a Hist)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (db, h) in rows {
+        let labels: Labels = vec![("database", db)];
+        m.encode_family(&labels)?
+            .encode_histogram::<Labels>(h.sum, h.count, &h.buckets(), None)?;
+    }
+    Ok(())
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let views = self.0.views();
@@ -689,42 +705,19 @@ impl Collector for Scrape {
                 })
             }),
         )?;
-        {
-            let mut m = e.encode_descriptor(
-                "pgqd_tick_lateness_seconds",
-                "How long after a queue became due its tick was made",
-                None,
-                MetricType::Histogram,
-            )?;
-            for v in views.iter().filter(|v| Metrics::served(&v.inner)) {
-                let h = &v.inner.lateness;
-                let labels: Labels = vec![("database", v.name.as_str())];
-                m.encode_family(&labels)?.encode_histogram::<Labels>(
-                    h.sum,
-                    h.count,
-                    &h.buckets(),
-                    None,
-                )?;
-            }
-        }
-        {
-            let mut m = e.encode_descriptor(
-                "pgqd_maint_duration_seconds",
-                "Duration of maintenance rounds (the count is the number of rounds)",
-                None,
-                MetricType::Histogram,
-            )?;
-            for v in views.iter().filter(|v| Metrics::served(&v.inner)) {
-                let h = &v.inner.maint;
-                let labels: Labels = vec![("database", v.name.as_str())];
-                m.encode_family(&labels)?.encode_histogram::<Labels>(
-                    h.sum,
-                    h.count,
-                    &h.buckets(),
-                    None,
-                )?;
-            }
-        }
+        let served = || views.iter().filter(|v| Metrics::served(&v.inner));
+        histogram_family(
+            e,
+            "pgqd_tick_lateness_seconds",
+            "How long after a queue became due its tick was made",
+            served().map(|v| (v.name.as_str(), &v.inner.lateness)),
+        )?;
+        histogram_family(
+            e,
+            "pgqd_maint_duration_seconds",
+            "Duration of maintenance rounds (the count is the number of rounds)",
+            served().map(|v| (v.name.as_str(), &v.inner.maint)),
+        )?;
         counter_family(
             e,
             "pgqd_retry_events_moved",

@@ -131,9 +131,6 @@ pub struct TickPass {
     /// Some queue has no events waiting and a latest tick at least `max_lag` old: its next
     /// event is due at once, so activity must be looked at without delay.
     pub eager: bool,
-    /// How late each tick made was, against the due time the previous pass predicted
-    /// (zero when it was not predicted, e.g. the first event after idle).
-    pub lateness: Option<Duration>,
 }
 
 /// The ticker lane of one database. Remembers which queues are failing, so a broken queue
@@ -141,8 +138,6 @@ pub struct TickPass {
 #[derive(Debug, Default)]
 pub struct Ticker {
     failing: HashMap<String, String>,
-    /// When each queue was predicted due by the previous pass (for lateness).
-    due_at: HashMap<String, Instant>,
     /// Each busy queue's event count at the previous pass, for the rate that predicts when
     /// it reaches `ticker_max_count`.
     seen: HashMap<String, (i64, Instant)>,
@@ -210,7 +205,6 @@ impl Ticker {
         let mut next: Option<Duration> = None;
         let mut earliest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
         let checked = Instant::now();
-        let mut due_at = HashMap::new();
         let mut seen = HashMap::new();
         for row in &rows {
             let q = QueueState::from_row(row)
@@ -242,7 +236,6 @@ impl Ticker {
                 None => continue,
                 Some(d) if !d.is_zero() => {
                     earliest(d);
-                    due_at.insert(q.name.clone(), checked + d);
                     continue;
                 }
                 Some(_) => {}
@@ -268,15 +261,11 @@ impl Ticker {
                     let tick: Option<i64> = row.and_then(|r| r.try_get(1).ok());
                     if let Some(id) = tick {
                         pass.ticked += 1;
-                        let late = self.due_at.get(&q.name).map_or(Duration::ZERO, |t| {
-                            Instant::now().saturating_duration_since(*t)
-                        });
-                        pass.lateness = Some(pass.lateness.map_or(late, |l| l.max(late)));
-                        debug!(queue = %q.name, tick = id, late_ms = late.as_millis() as u64, "tick");
-                        self.report.tick(&q.name, lateness(&q, checked.elapsed()));
+                        let late = lateness(&q, checked.elapsed());
+                        debug!(queue = %q.name, tick = id, late_ms = late.map(|l| l.as_millis() as u64), "tick");
+                        self.report.tick(&q.name, late);
                         if let Some(d) = idle_due_after_tick(&q) {
                             earliest(d);
-                            due_at.insert(q.name.clone(), Instant::now() + d);
                         }
                         if q.max_lag <= 0.0 {
                             pass.eager = true;
@@ -306,7 +295,6 @@ impl Ticker {
             }
         }
         pass.next_due = next;
-        self.due_at = due_at;
         self.seen = seen;
         Ok(pass)
     }
