@@ -17,8 +17,10 @@
 //! - [`logging`]: text or JSON log lines to stderr, a reopenable logfile, or syslog;
 //! - [`consumer`]: the consumer library (plain, remote, serial, coop) the tools are built on;
 //! - [`tools`]: `pgqd mover`, `splitter`, `dispatcher`: remote consumers run like the daemon;
+//! - [`cascade`]: cascading queues (pgq_node) and table replication on top (issue #11);
 //! - [`cli`]: subcommands that act on a database and exit (`install`, `migrate`, `status`, …).
 
+pub mod cascade;
 pub mod cli;
 pub mod config;
 pub mod conn;
