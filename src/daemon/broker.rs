@@ -11,20 +11,30 @@
 //!
 //! **Budget (issue #7).** With `connection_budget` > 0 the daemon never holds more
 //! connections than that: the control session, discovery and two VACUUM leases are set
-//! aside, the rest are permits for database tasks. A task that needs a connection when
-//! none is free asks the broker to evict the holder whose next work is furthest away (it
-//! lets go at its next wait and reconnects when that work is due). Not the least recently
-//! used: idle databases are visited periodically, so the one used longest ago is the one
-//! needed soonest — evicting it would turn every visit into a new connection. New connections are
+//! aside, the rest are permits for database tasks. Permits go to waiting tasks in two
+//! queues: *urgent* ones (a database with events, or activity just seen in it) before
+//! *routine* ones (idle ticks, sweeps, first visits), so a first event never queues behind
+//! a thousand idle visits. An urgent waiter asks at once for the holder whose next work is
+//! furthest away to let go (it does at its next wait and reconnects when that work is due);
+//! a routine one only after waiting [`ROUTINE_WAIT`]. Not the least recently used: idle
+//! databases are visited periodically, so the one used longest ago is the one needed
+//! soonest — evicting it would turn every visit into a new connection.
+//!
+//! While more databases serve pgq than there are permits ([`Broker::pressure`]), a
+//! quiet database's connection would be evicted before its next idle tick anyway, so
+//! database tasks hand it back right after each visit (`database.rs`): connections then
+//! track the databases with work, not the budget. Routine new connections are
 //! rate-limited ([`CONNECT_RATE`]): each costs the server milliseconds of CPU, and a
-//! thousand databases found at once must not stampede.
+//! thousand databases found at once must not stampede; urgent ones are not held up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use std::collections::VecDeque;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
@@ -41,8 +51,13 @@ pub const CONNECT_RATE: u32 = 50;
 const RESERVED: u32 = 4;
 /// A holder younger than this is not evicted (no thrashing on a burst of new work).
 const MIN_HOLD: Duration = Duration::from_secs(1);
-/// How long a task waits for an evicted holder before asking for another eviction.
+/// How long an urgent task waits for an evicted holder before asking for another eviction.
 const EVICT_WAIT: Duration = Duration::from_millis(200);
+/// How long a routine task waits for a permit to come free before it asks for an eviction
+/// (and between two such asks).
+pub const ROUTINE_WAIT: Duration = Duration::from_secs(1);
+/// Longest a routine waiter at the head of its queue is passed over for urgent ones.
+const ROUTINE_MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// Why a connection is opened; the broker counts each kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,11 +166,89 @@ struct Inner {
     cfg: watch::Receiver<Arc<Config>>,
     open: [AtomicUsize; 4],
     opened: [std::sync::atomic::AtomicU64; 4],
-    /// Work and VACUUM permits, sized from the budget at creation (None: no budget).
-    permits: Option<(Arc<Semaphore>, Arc<Semaphore>)>,
+    /// Work permits, sized from the budget at creation (None: no budget).
+    work: Option<Mutex<Pool>>,
+    /// How many work permits the budget gives.
+    work_cap: usize,
+    /// VACUUM leases (None: no budget).
+    vacuum: Option<Arc<Semaphore>>,
+    /// Database tasks serving pgq now ([`Tenant`]s), with or without a connection.
+    tenants: AtomicUsize,
     holders: Mutex<HashMap<u64, Holder>>,
     next_holder: AtomicU64,
     next_connect: Mutex<Instant>,
+}
+
+/// The work permits: how many are free, and who waits for one, urgent first.
+#[derive(Debug, Default)]
+struct Pool {
+    free: usize,
+    urgent: VecDeque<(Instant, oneshot::Sender<WorkPermit>)>,
+    routine: VecDeque<(Instant, oneshot::Sender<WorkPermit>)>,
+}
+
+/// One work permit; dropping it hands it to the next waiter (urgent first) or frees it.
+#[derive(Debug)]
+struct WorkPermit {
+    /// None once handed on (a send that found its waiter gone).
+    broker: Option<Arc<Inner>>,
+}
+
+impl Drop for WorkPermit {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            release(&b);
+        }
+    }
+}
+
+/// Gives a permit back: to the first live waiter, urgent ones first, else to the pool.
+fn release(b: &Arc<Inner>) {
+    let Some(pool) = &b.work else { return };
+    loop {
+        let tx = {
+            let mut p = pool.lock().unwrap_or_else(|e| e.into_inner());
+            // Urgent first, but a routine waiter is never passed over for longer than
+            // ROUTINE_MAX_WAIT: more busy databases than permits must not starve the rest.
+            let aged = p
+                .routine
+                .front()
+                .is_some_and(|(t, _)| t.elapsed() >= ROUTINE_MAX_WAIT);
+            let next = if aged {
+                p.routine.pop_front()
+            } else {
+                p.urgent.pop_front().or_else(|| p.routine.pop_front())
+            };
+            match next {
+                Some((_, tx)) => tx,
+                None => {
+                    p.free += 1;
+                    return;
+                }
+            }
+        };
+        // A waiter that gave up (its receiver is gone) returns the permit in the error;
+        // disarm it and try the next one. One that received it but was dropped before
+        // reading drops the permit, which releases it again.
+        match tx.send(WorkPermit {
+            broker: Some(b.clone()),
+        }) {
+            Ok(()) => return,
+            Err(mut p) => p.broker = None,
+        }
+    }
+}
+
+/// A database task that serves pgq, counted for [`Broker::pressure`] while it lives.
+#[derive(Debug)]
+pub struct Tenant {
+    broker: Arc<Inner>,
+}
+
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        self.broker.tenants.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A database task holding a work permit.
@@ -226,21 +319,43 @@ impl Broker {
         // The budget is read once: resizing semaphores under holders is not worth it; a
         // changed budget applies at restart (README says so).
         let budget = cfg.borrow().connection_budget;
-        let permits = (budget > 0).then(|| {
-            let work = budget.saturating_sub(RESERVED).max(1) as usize;
-            (Arc::new(Semaphore::new(work)), Arc::new(Semaphore::new(2)))
+        let work_cap = budget.saturating_sub(RESERVED).max(1) as usize;
+        let work = (budget > 0).then(|| {
+            Mutex::new(Pool {
+                free: work_cap,
+                ..Pool::default()
+            })
         });
+        let vacuum = (budget > 0).then(|| Arc::new(Semaphore::new(2)));
         Broker {
             inner: Arc::new(Inner {
                 cfg,
                 open: Default::default(),
-                permits,
+                work,
+                work_cap,
+                vacuum,
+                tenants: AtomicUsize::new(0),
                 holders: Mutex::new(HashMap::new()),
                 next_holder: AtomicU64::new(1),
                 next_connect: Mutex::new(Instant::now()),
                 opened: Default::default(),
             }),
         }
+    }
+
+    /// Counts a database task that serves pgq until the returned guard is dropped.
+    pub fn tenant(&self) -> Tenant {
+        self.inner.tenants.fetch_add(1, Ordering::Relaxed);
+        Tenant {
+            broker: self.inner.clone(),
+        }
+    }
+
+    /// Whether more databases serve pgq than there are work permits: a quiet database's
+    /// connection would then be taken from it before its next visit anyway.
+    pub fn pressure(&self) -> bool {
+        self.inner.work.is_some()
+            && self.inner.tenants.load(Ordering::Relaxed) > self.inner.work_cap
     }
 
     /// Waits for a slot under [`CONNECT_RATE`].
@@ -274,18 +389,43 @@ impl Broker {
         }
     }
 
-    /// A work permit: at once when one is free, else after evicting a quiet holder.
-    async fn work_permit(&self) -> Option<(OwnedSemaphorePermit, Tenancy)> {
-        let (work, _) = self.inner.permits.as_ref()?;
-        let permit = loop {
-            if let Ok(p) = work.clone().try_acquire_owned() {
-                break p;
+    /// A work permit: at once when one is free, else in turn (urgent waiters first), after
+    /// asking a quiet holder to let go — at once when `urgent`, else after [`ROUTINE_WAIT`].
+    async fn work_permit(&self, urgent: bool) -> Option<(WorkPermit, Tenancy)> {
+        let pool = self.inner.work.as_ref()?;
+        let mut rx = {
+            let mut p = pool.lock().unwrap_or_else(|e| e.into_inner());
+            if p.free > 0 {
+                p.free -= 1;
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                let q = if urgent {
+                    &mut p.urgent
+                } else {
+                    &mut p.routine
+                };
+                q.push_back((Instant::now(), tx));
+                Some(rx)
             }
-            self.evict_one();
-            if let Ok(Ok(p)) = tokio::time::timeout(EVICT_WAIT, work.clone().acquire_owned()).await
-            {
-                break p;
-            }
+        };
+        let permit = match rx.as_mut() {
+            None => WorkPermit {
+                broker: Some(self.inner.clone()),
+            },
+            Some(rx) => loop {
+                if urgent {
+                    self.evict_one();
+                }
+                let wait = if urgent { EVICT_WAIT } else { ROUTINE_WAIT };
+                match tokio::time::timeout(wait, &mut *rx).await {
+                    Ok(Ok(p)) => break p,
+                    // The pool never drops a sender unsent; be safe and queue again.
+                    Ok(Err(_)) => return Box::pin(self.work_permit(urgent)).await,
+                    Err(_) if !urgent => self.evict_one(),
+                    Err(_) => {}
+                }
+            },
         };
         let id = self.inner.next_holder.fetch_add(1, Ordering::Relaxed);
         let evict = Arc::new(Notify::new());
@@ -324,20 +464,42 @@ impl Broker {
     }
 
     /// Opens a connection to `db` with the current config's connection string and session
-    /// settings.
+    /// settings; a routine one (see [`Broker::connect_urgent`]).
     pub async fn connect(&self, db: &str, purpose: Purpose) -> Result<DbConn, ConnectError> {
-        let (permit, tenancy) = match (purpose, &self.inner.permits) {
-            (Purpose::Work, Some(_)) => match self.work_permit().await {
+        self.connect_as(db, purpose, false).await
+    }
+
+    /// Opens a connection for work that is waiting now (events, activity): served before
+    /// routine requests and not rate-limited.
+    pub async fn connect_urgent(&self, db: &str, purpose: Purpose) -> Result<DbConn, ConnectError> {
+        self.connect_as(db, purpose, true).await
+    }
+
+    /// [`Broker::connect`] or [`Broker::connect_urgent`] as `urgent` says.
+    pub async fn connect_as(
+        &self,
+        db: &str,
+        purpose: Purpose,
+        urgent: bool,
+    ) -> Result<DbConn, ConnectError> {
+        let mut vacuum_permit = None;
+        let (permit, tenancy) = match purpose {
+            Purpose::Work => match self.work_permit(urgent).await {
                 Some((p, t)) => (Some(p), Some(t)),
                 None => (None, None),
             },
-            (Purpose::Vacuum, Some((_, vacuum))) => match vacuum.clone().try_acquire_owned() {
-                Ok(p) => (Some(p), None),
-                Err(_) => return Err(ConnectError::Busy),
-            },
+            Purpose::Vacuum => {
+                if let Some(v) = &self.inner.vacuum {
+                    match v.clone().try_acquire_owned() {
+                        Ok(p) => vacuum_permit = Some(p),
+                        Err(_) => return Err(ConnectError::Busy),
+                    }
+                }
+                (None, None)
+            }
             _ => (None, None),
         };
-        if purpose != Purpose::Control {
+        if purpose != Purpose::Control && !urgent {
             self.rate_limit().await;
         }
         let cfg = self.inner.cfg.borrow().clone();
@@ -381,6 +543,7 @@ impl Broker {
                 slot: slot(purpose),
             },
             _permit: permit,
+            _vacuum_permit: vacuum_permit,
             tenancy,
         };
         Ok(conn)
@@ -411,7 +574,8 @@ pub struct DbConn {
     prepared: HashMap<&'static str, Statement>,
     #[allow(dead_code)] // held for its Drop
     guard: OpenGuard,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<WorkPermit>,
+    _vacuum_permit: Option<OwnedSemaphorePermit>,
     tenancy: Option<Tenancy>,
 }
 
@@ -510,5 +674,134 @@ async fn guarded<T>(
             Ok(r) => Ok(r?),
             Err(_) => Err(StmtError::ClientTimeout(d)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(budget: u32) -> Broker {
+        let cfg = Config {
+            connection_budget: budget,
+            ..Config::default()
+        };
+        let (_tx, rx) = watch::channel(Arc::new(cfg));
+        Broker::new(rx)
+    }
+
+    /// Queues a waiter for a work permit and reports, in `order`, when it gets one.
+    fn waiter(
+        b: &Broker,
+        urgent: bool,
+        name: &'static str,
+        order: &Arc<Mutex<Vec<&'static str>>>,
+    ) -> tokio::task::JoinHandle<WorkPermit> {
+        let (b, order) = (b.clone(), order.clone());
+        tokio::spawn(async move {
+            let (p, _t) = b.work_permit(urgent).await.expect("budget set");
+            order.lock().expect("lock").push(name);
+            p
+        })
+    }
+
+    async fn queued(b: &Broker, n: usize) {
+        let pool = b.inner.work.as_ref().expect("budget");
+        loop {
+            let len = {
+                let p = pool.lock().expect("lock");
+                p.urgent.len() + p.routine.len()
+            };
+            if len == n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn urgent_waiters_get_permits_before_routine_ones() {
+        let b = broker(RESERVED + 1);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (held, _t) = b.work_permit(false).await.expect("one permit free");
+        let r1 = waiter(&b, false, "routine-1", &order);
+        queued(&b, 1).await;
+        let r2 = waiter(&b, false, "routine-2", &order);
+        queued(&b, 2).await;
+        let u = waiter(&b, true, "urgent", &order);
+        queued(&b, 3).await;
+        drop(held);
+        let p = u.await.expect("urgent waiter");
+        drop(p);
+        let p = r1.await.expect("first routine waiter");
+        drop(p);
+        let p = r2.await.expect("second routine waiter");
+        drop(p);
+        assert_eq!(
+            *order.lock().expect("lock"),
+            vec!["urgent", "routine-1", "routine-2"]
+        );
+        // Every permit came back.
+        assert_eq!(
+            b.inner
+                .work
+                .as_ref()
+                .expect("budget")
+                .lock()
+                .expect("lock")
+                .free,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gave_up_does_not_lose_the_permit() {
+        let b = broker(RESERVED + 1);
+        let (held, _t) = b.work_permit(false).await.expect("one permit free");
+        let gone = {
+            let b = b.clone();
+            tokio::spawn(async move { b.work_permit(true).await.map(|_| ()) })
+        };
+        queued(&b, 1).await;
+        gone.abort();
+        let _ = gone.await;
+        drop(held);
+        let (again, _t) = tokio::time::timeout(Duration::from_secs(5), b.work_permit(false))
+            .await
+            .expect("the permit came back to the pool")
+            .expect("budget set");
+        drop(again);
+    }
+
+    #[tokio::test]
+    async fn routine_waiters_are_not_passed_over_for_ever() {
+        let b = broker(RESERVED + 1);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (held, _t) = b.work_permit(false).await.expect("one permit free");
+        let r = waiter(&b, false, "routine", &order);
+        queued(&b, 1).await;
+        // Waited longer than ROUTINE_MAX_WAIT before the urgent one arrives.
+        tokio::time::sleep(ROUTINE_MAX_WAIT + Duration::from_millis(100)).await;
+        let u = waiter(&b, true, "urgent", &order);
+        queued(&b, 2).await;
+        drop(held);
+        drop(r.await.expect("routine waiter"));
+        drop(u.await.expect("urgent waiter"));
+        assert_eq!(*order.lock().expect("lock"), vec!["routine", "urgent"]);
+    }
+
+    #[test]
+    fn pressure_means_more_tenants_than_permits() {
+        let b = broker(RESERVED + 2);
+        let t1 = b.tenant();
+        let t2 = b.tenant();
+        assert!(!b.pressure());
+        let t3 = b.tenant();
+        assert!(b.pressure());
+        drop((t1, t2, t3));
+        assert!(!b.pressure());
+        let unbudgeted = broker(0);
+        let _many: Vec<_> = (0..10).map(|_| unbudgeted.tenant()).collect();
+        assert!(!unbudgeted.pressure(), "no budget, no pressure");
     }
 }

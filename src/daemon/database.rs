@@ -58,6 +58,13 @@ const POKE_COST_FACTOR: u32 = 4;
 const EVICTED_SLACK: Duration = Duration::from_secs(20);
 /// A database that had events this recently keeps its connection under the budget.
 const KEEP_HOT: Duration = Duration::from_secs(60);
+/// A database that had events this recently is visited on time, without `EVICTED_SLACK`:
+/// its queues are still in pgq's idle back-off (ticks 1.5, 3, 6 … 60 s after the last
+/// event), and those ticks are what its consumers wait for.
+const KEEP_WARM: Duration = Duration::from_secs(300);
+/// Under pressure a quiet database hands its connection back after a visit when its next
+/// work is at least this far away (nearer work would just reconnect).
+const RELEASE_AFTER: Duration = Duration::from_secs(2);
 
 /// How a database task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +180,11 @@ impl Schedule {
     pub fn visit_due(&self, now: Instant, cfg: &Config) -> Result<(), Instant> {
         let at = self.next(Lane::Ticker, cfg);
         if at <= now { Ok(()) } else { Err(at) }
+    }
+
+    /// Whether activity asked for a due check that has not run yet.
+    pub fn poked(&self) -> bool {
+        self.poked.is_some()
     }
 
     /// Asks for a due check soon: now, or a short gap after the last one.
@@ -390,6 +402,10 @@ impl DatabaseTask {
         let mut fenced_by: Option<String> = None;
         let mut evicted = false;
         let mut last_events: Option<Instant> = None;
+        // The last ticker pass saw events waiting for a tick.
+        let mut pending = false;
+        // Counted by the broker while this database serves pgq (Broker::pressure).
+        let mut tenant = None;
         let mut ticker = Ticker::new().reporting(self.stats.report.clone());
         let mut retrier = Retrier;
         let mut maintainer = Maintainer::new().reporting(self.stats.report.clone());
@@ -435,7 +451,8 @@ impl DatabaseTask {
             // Evicted under the budget: reconnect only when there is work (a due tick,
             // activity, the sweep); retry and maintenance wait for that visit.
             if conn.is_none() && evicted {
-                schedule.set_slack(EVICTED_SLACK);
+                let warm = last_events.is_some_and(|e| e.elapsed() < KEEP_WARM);
+                schedule.set_slack(if warm { Duration::ZERO } else { EVICTED_SLACK });
                 match schedule.visit_due(Instant::now(), &cfg) {
                     Ok(()) => evicted = false,
                     Err(wake_at) => {
@@ -454,8 +471,11 @@ impl DatabaseTask {
             let c = match conn.as_mut() {
                 Some(c) => c,
                 None => {
+                    // Work waiting now (activity seen, events waiting at the last pass)
+                    // goes before idle visits for a permit, and is not rate-limited.
+                    let urgent = schedule.poked() || pending;
                     let r = tokio::select! {
-                        r = self.broker.connect(&self.name, Purpose::Work) => r,
+                        r = self.broker.connect_as(&self.name, Purpose::Work, urgent) => r,
                         _ = self.token.cancelled() => return Exit::Cancelled,
                     };
                     match r {
@@ -533,6 +553,7 @@ impl DatabaseTask {
                 probe = found;
                 probed = true;
                 if !matches!(probe, Probe::Pgq(_)) {
+                    tenant = None;
                     self.stats.report.state(DbState::NoPgq);
                     // No connection is kept to a database without pgq.
                     conn = None;
@@ -581,6 +602,9 @@ impl DatabaseTask {
                 if newly_serving {
                     schedule = Schedule::new(Instant::now(), super::random_fraction());
                 }
+                if tenant.is_none() {
+                    tenant = Some(self.broker.tenant());
+                }
             }
 
             // Serving: run the lane that is due, or sleep until one is.
@@ -591,11 +615,22 @@ impl DatabaseTask {
                         // A database that had events lately will likely have more soon.
                         let hot = last_events.is_some_and(|e| e.elapsed() < KEEP_HOT);
                         let now = Instant::now();
-                        t.next_need(if hot {
-                            now
-                        } else {
-                            schedule.next(Lane::Ticker, &cfg)
-                        });
+                        let need = schedule.next(Lane::Ticker, &cfg);
+                        t.next_need(if hot { now } else { need });
+                        // More databases than permits: this connection would be taken
+                        // before its next visit anyway; hand it back now so connections
+                        // follow the databases with work (broker.rs, "Budget").
+                        if !hot
+                            && !schedule.poked()
+                            && need.saturating_duration_since(now) >= RELEASE_AFTER
+                            && self.broker.pressure()
+                        {
+                            self.stats.report.state(DbState::Idle);
+                            debug!("connection handed back after the visit (budget)");
+                            conn = None;
+                            evicted = true;
+                            continue;
+                        }
                     }
                     match self.wait(wake_at, true).await {
                         Wake::Cancelled => return Exit::Cancelled,
@@ -625,6 +660,7 @@ impl DatabaseTask {
                     .map(|p| {
                         self.stats.report.pass_ok();
                         schedule.set_busy(p.pending && !p.eager);
+                        pending = p.pending;
                         if p.pending {
                             last_events = Some(Instant::now());
                             if let Some(t) = c.tenancy() {
