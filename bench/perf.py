@@ -260,6 +260,9 @@ def main():
                     help="a TOML line added to our daemon's config (every scenario)")
     ap.add_argument("--no-metrics", dest="metrics", action="store_false",
                     help="do not turn on our metrics endpoint")
+    ap.add_argument("--modes", default="base,c,ours",
+                    help="which runs to make (development: --modes ours; the report's "
+                    "ratios need all three)")
     ap.add_argument("--out-dir", help="reports go here (default bench/results, smoke: "
                     "bench/results/smoke)")
     args = ap.parse_args()
@@ -282,6 +285,7 @@ def main():
         if n not in scs:
             sys.exit(f"unknown scenario {n}; known: {', '.join(scs)}")
     for sc in scs.values():
+        sc["modes"] = [m for m in sc["modes"] if m in args.modes.split(",")]
         if explicit_window:
             sc["window"] = args.window      # given: for every scenario, d included
         elif args.smoke:

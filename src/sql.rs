@@ -126,8 +126,21 @@ select pg_catalog.statement_timestamp(),
                 and a.pid <> pg_catalog.pg_backend_pid()
                 and a.application_name is distinct from $2::text)";
 
+/// Whether sessions of other roles are visible ([`ACTIVE_DATABASES`] sees every client)
+/// and `pg_stat_database.sessions` exists (PostgreSQL 14): then [`DB_SESSION_COUNTERS`]
+/// replaces [`DB_WRITE_COUNTERS`].
+pub const SEES_ALL_SESSIONS: &str = "select pg_catalog.pg_has_role('pg_read_all_stats', 'member')
+   and pg_catalog.current_setting('server_version_num')::int >= 140000";
+
+/// Sessions opened per database so far (counted at the latest when each session ends):
+/// with [`ACTIVE_DATABASES`] seeing every live session, what remains to catch is a
+/// session that wrote and went away between two looks.
+pub const DB_SESSION_COUNTERS: &str = "select datname::text, sessions::int8
+  from pg_catalog.pg_stat_database where datname is not null";
+
 /// Rows written per database so far (flushed by each backend at most about once a
-/// second, and at exit): the slower signal that also sees short-lived sessions.
+/// second, and at exit): the slower signal that also sees short-lived sessions. Our own
+/// writes move it too, so it is only used when [`SEES_ALL_SESSIONS`] is false.
 pub const DB_WRITE_COUNTERS: &str = "\
 select datname::text, (tup_inserted + tup_updated + tup_deleted)::int8
   from pg_catalog.pg_stat_database where datname is not null";

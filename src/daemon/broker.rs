@@ -176,6 +176,8 @@ struct Inner {
     tenants: AtomicUsize,
     holders: Mutex<HashMap<u64, Holder>>,
     next_holder: AtomicU64,
+    /// Sessions we opened per database (the control session tells them from others').
+    sessions: Mutex<HashMap<String, u64>>,
     next_connect: Mutex<Instant>,
 }
 
@@ -337,6 +339,7 @@ impl Broker {
                 tenants: AtomicUsize::new(0),
                 holders: Mutex::new(HashMap::new()),
                 next_holder: AtomicU64::new(1),
+                sessions: Mutex::new(HashMap::new()),
                 next_connect: Mutex::new(Instant::now()),
                 opened: Default::default(),
             }),
@@ -453,6 +456,15 @@ impl Broker {
         ))
     }
 
+    /// How many sessions this daemon has opened to each database.
+    pub fn sessions_opened(&self) -> HashMap<String, u64> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Connections open right now for `purpose`.
     pub fn open(&self, purpose: Purpose) -> usize {
         self.inner.open[slot(purpose)].load(Ordering::Relaxed)
@@ -528,6 +540,15 @@ impl Broker {
             }
             Err(other) => return Err(ConnectError::Config(other.to_string())),
         };
+        // The server counted this session as it started and reports it a little later, so
+        // ours is ahead: a foreign session shows only once the server's count passes ours.
+        *self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(db.to_string())
+            .or_default() += 1;
         let counter = &self.inner.open[slot(purpose)];
         counter.fetch_add(1, Ordering::Relaxed);
         self.inner.opened[slot(purpose)].fetch_add(1, Ordering::Relaxed);

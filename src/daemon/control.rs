@@ -295,6 +295,20 @@ async fn session(
         .ok()
         .and_then(|t| t.pg.get_application_name().map(str::to_string))
         .unwrap_or_else(|| cfg.application_name.clone());
+    // Seeing every session, only sessions that came and went need counters: count
+    // sessions, ours taken off (write counters would also count our own ticks, and wake
+    // every database we just visited).
+    let by_sessions = sees_all_sessions(&mut c).await;
+    debug!(
+        by_sessions,
+        "short-lived sessions are caught by {}",
+        if by_sessions {
+            "session counts"
+        } else {
+            "write counters"
+        }
+    );
+    let mut sessions: HashMap<String, (i64, i64)> = HashMap::new();
     let mut prev: Option<Snap> = None;
     let mut since = SystemTime::now();
     let mut last_foreign: Option<Instant> = None;
@@ -359,20 +373,41 @@ async fn session(
                     } else {
                         COUNTERS_QUIET
                     };
-                let rows = c
-                    .query(sql::DB_WRITE_COUNTERS, &[])
-                    .await
-                    .map_err(|e| format!("write counters: {e}"))?;
-                let mut changed = Vec::new();
-                for r in rows {
-                    let (Ok(name), Ok(n)) = (r.try_get::<_, String>(0), r.try_get::<_, i64>(1))
-                    else {
-                        continue;
-                    };
-                    if counters.insert(name.clone(), n).is_some_and(|old| old != n) {
-                        changed.push(name);
+                let changed = if by_sessions {
+                    let rows = c
+                        .query(sql::DB_SESSION_COUNTERS, &[])
+                        .await
+                        .map_err(|e| format!("session counters: {e}"))?;
+                    let own = broker.sessions_opened();
+                    let mut changed = Vec::new();
+                    for r in rows {
+                        let (Ok(name), Ok(n)) = (r.try_get::<_, String>(0), r.try_get::<_, i64>(1))
+                        else {
+                            continue;
+                        };
+                        let ours = own.get(&name).map_or(0, |&x| x as i64);
+                        if foreign_session(&mut sessions, &name, n, ours) {
+                            changed.push(name);
+                        }
                     }
-                }
+                    changed
+                } else {
+                    let rows = c
+                        .query(sql::DB_WRITE_COUNTERS, &[])
+                        .await
+                        .map_err(|e| format!("write counters: {e}"))?;
+                    let mut changed = Vec::new();
+                    for r in rows {
+                        let (Ok(name), Ok(n)) = (r.try_get::<_, String>(0), r.try_get::<_, i64>(1))
+                        else {
+                            continue;
+                        };
+                        if counters.insert(name.clone(), n).is_some_and(|old| old != n) {
+                            changed.push(name);
+                        }
+                    }
+                    changed
+                };
                 if !changed.is_empty() {
                     signals.wake(changed);
                 }
@@ -457,6 +492,54 @@ async fn holder(c: &mut DbConn) -> Result<String, String> {
     lock_holder(c, sql::LEADER_KEY).await
 }
 
+/// Whether [`sql::SEES_ALL_SESSIONS`] holds (false when it cannot be asked).
+async fn sees_all_sessions(c: &mut DbConn) -> bool {
+    match c.query(sql::SEES_ALL_SESSIONS, &[]).await {
+        Ok(rows) => rows
+            .first()
+            .and_then(|r| r.try_get::<_, bool>(0).ok())
+            .unwrap_or(false),
+        Err(e) => {
+            debug!(error = %e, "cannot tell whether every session is visible; using write counters");
+            false
+        }
+    }
+}
+
+/// Records database `db`'s session count `n` (the server's) against `ours` (what this
+/// daemon opened) and says whether a session not ours appeared since the last look.
+/// `seen` keeps per database the server's count and the highest foreign count so far:
+/// ours is counted as we connect, the server's only as that session reports, so the
+/// difference dips while one of ours is unreported and comes back — only rising above
+/// its best is news. A count that went down (statistics reset) starts over.
+pub fn foreign_session(
+    seen: &mut HashMap<String, (i64, i64)>,
+    db: &str,
+    n: i64,
+    ours: i64,
+) -> bool {
+    let foreign = n - ours;
+    match seen.get_mut(db) {
+        None => {
+            seen.insert(db.to_string(), (n, foreign));
+            false
+        }
+        Some(e) if n < e.0 => {
+            *e = (n, foreign);
+            false
+        }
+        Some(e) => {
+            e.0 = n;
+            if foreign > e.1 {
+                e.1 = foreign;
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
 async fn snapshot(c: &mut DbConn) -> Result<Snap, String> {
     let rows = c
         .query(sql::SNAPSHOT, &[])
@@ -475,6 +558,24 @@ mod tests {
 
     fn snap(s: &str) -> Snap {
         Snap::parse(s).expect("parses")
+    }
+
+    #[test]
+    fn only_sessions_not_ours_count_as_news() {
+        let mut seen = HashMap::new();
+        // First look: a baseline, whatever it is.
+        assert!(!foreign_session(&mut seen, "a", 40, 0));
+        // We opened two sessions; the server has reported one of them so far, then both.
+        assert!(!foreign_session(&mut seen, "a", 41, 2));
+        assert!(!foreign_session(&mut seen, "a", 42, 2));
+        // A client came and went.
+        assert!(foreign_session(&mut seen, "a", 43, 2));
+        assert!(!foreign_session(&mut seen, "a", 43, 2));
+        // One of ours and a client's, reported together.
+        assert!(foreign_session(&mut seen, "a", 45, 3));
+        // Statistics reset: start over quietly.
+        assert!(!foreign_session(&mut seen, "a", 1, 3));
+        assert!(foreign_session(&mut seen, "a", 2, 3));
     }
 
     #[test]
