@@ -119,6 +119,9 @@ pub struct Schedule {
     start: Instant,
     tick_end: Option<Instant>,
     tick_hint: Option<Duration>,
+    /// The ticker's prediction of the next tick proper (`TickPass::next_tick`): when a
+    /// database without a connection comes back.
+    visit_hint: Option<Duration>,
     retry_end: Option<Instant>,
     maint_end: Option<Instant>,
     stats_end: Option<Instant>,
@@ -158,6 +161,7 @@ impl Schedule {
             start,
             tick_end: None,
             tick_hint: None,
+            visit_hint: None,
             retry_end: None,
             maint_end: None,
             stats_end: None,
@@ -178,8 +182,29 @@ impl Schedule {
     /// For a database without a connection: Ok when its ticker is due (retry and
     /// maintenance wait for that visit), else when to look again.
     pub fn visit_due(&self, now: Instant, cfg: &Config) -> Result<(), Instant> {
-        let at = self.next(Lane::Ticker, cfg);
+        let at = self.next_visit(cfg);
         if at <= now { Ok(()) } else { Err(at) }
+    }
+
+    /// When a database without a connection needs a visit: activity, the next tick proper
+    /// (plus the slack), or the sweep. Unlike [`Schedule::next`] for the ticker, not the
+    /// `max_lag` looks that only tune how eagerly a connected database follows activity.
+    pub fn next_visit(&self, cfg: &Config) -> Instant {
+        let cap = self.sweep.unwrap_or(cfg.ticker_period);
+        let regular = match self.tick_end {
+            None => self.start,
+            Some(t) => {
+                t + self
+                    .visit_hint
+                    .map_or(cap, |h| (h + DUE_MARGIN + self.slack).min(cap))
+            }
+        };
+        self.poked.map_or(regular, |p| p.min(regular))
+    }
+
+    /// Records the last ticker pass's prediction of the next tick proper.
+    pub fn set_visit_hint(&mut self, hint: Option<Duration>) {
+        self.visit_hint = hint;
     }
 
     /// Whether activity asked for a due check that has not run yet.
@@ -454,7 +479,13 @@ impl DatabaseTask {
                 let warm = last_events.is_some_and(|e| e.elapsed() < KEEP_WARM);
                 schedule.set_slack(if warm { Duration::ZERO } else { EVICTED_SLACK });
                 match schedule.visit_due(Instant::now(), &cfg) {
-                    Ok(()) => evicted = false,
+                    Ok(()) => {
+                        debug!(
+                            activity = schedule.poked(),
+                            pending, "visiting (no connection held)"
+                        );
+                        evicted = false;
+                    }
                     Err(wake_at) => {
                         match self.wait(wake_at, true).await {
                             Wake::Cancelled => return Exit::Cancelled,
@@ -615,7 +646,7 @@ impl DatabaseTask {
                         // A database that had events lately will likely have more soon.
                         let hot = last_events.is_some_and(|e| e.elapsed() < KEEP_HOT);
                         let now = Instant::now();
-                        let need = schedule.next(Lane::Ticker, &cfg);
+                        let need = schedule.next_visit(&cfg);
                         t.next_need(if hot { now } else { need });
                         // More databases than permits: this connection would be taken
                         // before its next visit anyway; hand it back now so connections
@@ -660,6 +691,7 @@ impl DatabaseTask {
                     .map(|p| {
                         self.stats.report.pass_ok();
                         schedule.set_busy(p.pending && !p.eager);
+                        schedule.set_visit_hint(p.next_tick);
                         pending = p.pending;
                         if p.pending {
                             last_events = Some(Instant::now());
@@ -892,6 +924,34 @@ mod tests {
             maint_period: Duration::from_secs(120),
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn a_database_without_a_connection_comes_back_for_ticks_not_looks() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, 0.0);
+        let c = Config {
+            check_period: Duration::from_secs(60),
+            ..cfg()
+        };
+        s.set_sweep(Some(Duration::from_secs(60)));
+        s.done(Lane::Ticker, t0, Some(Duration::from_secs(3)));
+        s.set_visit_hint(Some(Duration::from_secs(57)));
+        // Connected: look at the max_lag moment; without a connection: at the idle tick.
+        assert_eq!(
+            s.next(Lane::Ticker, &c),
+            t0 + Duration::from_secs(3) + DUE_MARGIN
+        );
+        assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(57) + DUE_MARGIN);
+        // The slack of a long-quiet database, capped by the sweep.
+        s.set_slack(EVICTED_SLACK);
+        assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(60));
+        // Nothing predicted: the sweep.
+        s.set_visit_hint(None);
+        assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(60));
+        // Activity brings it forward.
+        s.poke(t0 + Duration::from_secs(1));
+        assert_eq!(s.visit_due(t0 + Duration::from_secs(1), &c), Ok(()));
     }
 
     #[test]

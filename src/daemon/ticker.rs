@@ -126,6 +126,10 @@ pub struct TickPass {
     /// When the next queue is predicted due (None: nothing predicted; poll at
     /// ticker_period).
     pub next_due: Option<Duration>,
+    /// When the next tick is predicted due, without the looks at `max_lag` moments that
+    /// only decide how eagerly activity is followed: what a database without a connection
+    /// must come back for.
+    pub next_tick: Option<Duration>,
     /// Some queue had events not yet in a tick (the database is busy).
     pub pending: bool,
     /// Some queue has no events waiting and a latest tick at least `max_lag` old: its next
@@ -202,8 +206,15 @@ impl Ticker {
             queues: rows.len(),
             ..TickPass::default()
         };
+        // Two predictions: `next` also holds the max_lag looks (see `next_tick`).
         let mut next: Option<Duration> = None;
-        let mut earliest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
+        let mut next_tick: Option<Duration> = None;
+        let mut earliest = |d: Duration, tick: bool| {
+            next = Some(next.map_or(d, |n: Duration| n.min(d)));
+            if tick {
+                next_tick = Some(next_tick.map_or(d, |n: Duration| n.min(d)));
+            }
+        };
         let checked = Instant::now();
         let mut seen = HashMap::new();
         for row in &rows {
@@ -218,7 +229,7 @@ impl Ticker {
             {
                 pass.pending = true;
                 if let Some(d) = count_due(&q, self.seen.get(&q.name).copied(), checked) {
-                    earliest(d);
+                    earliest(d, true);
                 }
                 seen.insert(q.name.clone(), (seq, checked));
             } else if !q.skip
@@ -229,13 +240,13 @@ impl Ticker {
                 if lag >= q.max_lag {
                     pass.eager = true;
                 } else {
-                    earliest(secs(q.max_lag - lag));
+                    earliest(secs(q.max_lag - lag), false);
                 }
             }
             match due_in(&q) {
                 None => continue,
                 Some(d) if !d.is_zero() => {
-                    earliest(d);
+                    earliest(d, true);
                     continue;
                 }
                 Some(_) => {}
@@ -265,12 +276,12 @@ impl Ticker {
                         debug!(queue = %q.name, tick = id, late_ms = late.map(|l| l.as_millis() as u64), "tick");
                         self.report.tick(&q.name, late);
                         if let Some(d) = idle_due_after_tick(&q) {
-                            earliest(d);
+                            earliest(d, true);
                         }
                         if q.max_lag <= 0.0 {
                             pass.eager = true;
                         } else {
-                            earliest(secs(q.max_lag));
+                            earliest(secs(q.max_lag), false);
                         }
                     }
                 }
@@ -295,6 +306,7 @@ impl Ticker {
             }
         }
         pass.next_due = next;
+        pass.next_tick = next_tick;
         self.seen = seen;
         Ok(pass)
     }
