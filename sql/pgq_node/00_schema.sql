@@ -1,0 +1,22 @@
+-- pgq_node, part 00: the schema.
+--
+-- pgq_node turns one pgq queue into a cascade: the same queue kept in several
+-- databases (nodes).  The root node is where events are produced and ticks
+-- are made; branch nodes hold a copy of the queue that a worker fills from
+-- its provider, ticks included; leaf nodes only apply the events.  Every
+-- node knows where the others are (node_location), what it is itself
+-- (node_info), where each local consumer reads from (local_state) and, on
+-- root and branch, which nodes read from it (subscriber_info).
+--
+-- Events the cascade itself puts into the queue (ev_type):
+--   pgq.location-info        a node's connect string changed
+--                            (ev_data node, extra1 queue, extra2 location,
+--                            extra3 dead flag)
+--   pgq.unregister-location  a node was removed (ev_data node, extra1 queue)
+--   pgq.global-watermark     the lowest tick every node has processed
+--                            (ev_data tick id, extra1 queue)
+--
+-- Needs the pgq component (its roles pgq_reader / pgq_writer / pgq_admin and
+-- functions), which is installed first.
+
+create schema if not exists pgq_node;
