@@ -992,6 +992,335 @@ async fn catalog_surface(c: &TestCluster) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Debian's python cascade code on our schema.
+
+fn cascade_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/cascade.py")
+}
+
+fn dsn(c: &TestCluster, db: &str) -> String {
+    format!(
+        "host={} port={} user=postgres dbname={db}",
+        c.socket_dir.display(),
+        c.port
+    )
+}
+
+/// Writes a skytools ini file and returns its path.
+fn ini(c: &TestCluster, name: &str, service: &str, keys: &[(&str, String)]) -> PathBuf {
+    let mut text = format!("[{service}]\n");
+    for (k, v) in keys {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    let path = c.dir.join(format!("{name}.ini"));
+    fs::write(&path, text).expect("write ini");
+    path
+}
+
+fn python(kind: &str, ini: &Path, args: &[&str]) -> Command {
+    assert!(
+        Path::new(PYTHON).exists(),
+        "{PYTHON} missing: install python3-pgq (scripts/setup.sh)"
+    );
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(cascade_script())
+        .arg(kind)
+        .arg(ini)
+        .args(args)
+        .env_remove("PYTHONPATH")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs the admin tool; panics with its output unless it succeeds; returns stdout.
+fn admin(ini: &Path, args: &[&str]) -> String {
+    let out = python("admin", ini, args)
+        .output()
+        .expect("run python admin");
+    assert!(
+        out.status.success(),
+        "admin {args:?} failed: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a worker until it has been idle for its `idle_rounds`, at most 60 s.
+fn run_worker(ini: &Path) -> String {
+    let log_path = ini.with_extension("log");
+    let log = fs::File::create(&log_path).expect("log file");
+    let mut child = python("worker", ini, &[])
+        .stdout(Stdio::from(log.try_clone().expect("clone log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start python worker");
+    let status = common::wait_exit(&mut child, Duration::from_secs(60));
+    let text = fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(status.success(), "worker {} failed: {text}", ini.display());
+    assert!(
+        !text.contains("Traceback"),
+        "worker {} raised: {text}",
+        ini.display()
+    );
+    text
+}
+
+/// A worker running until it is killed (on drop).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Inserts `n` events on the root and ticks its queue.
+fn produce(c: &TestCluster, db: &str, from: u32, n: u32) {
+    c.psql(
+        db,
+        &format!(
+            "select count(pgq.insert_event('pq', 'data', i::text)) \
+               from generate_series({from}, {}) i",
+            from + n - 1
+        ),
+    );
+    c.psql(db, "select pgq.ticker('pq')");
+}
+
+/// The data events of queue pq in `db` as "id:data" lines.
+fn data_events(c: &TestCluster, db: &str) -> String {
+    c.psql(
+        db,
+        "select ev_id || ':' || ev_data from pgq.event_template \
+          where ev_type = 'data' order by ev_id",
+    )
+}
+
+async fn python_cascade(c: &TestCluster) {
+    let nodes = [
+        ("root", "p_root"),
+        ("branch", "p_branch"),
+        ("leaf", "p_leaf"),
+    ];
+    for (_, db) in nodes {
+        c.create_pgq_db(db);
+        install_schema(c, db, &["node"]);
+    }
+    let admin_ini = |n: &str, db: &str| {
+        ini(
+            c,
+            &format!("admin_{n}"),
+            "cascade_admin",
+            &[
+                ("job_name", format!("admin_{n}")),
+                ("queue_name", "pq".into()),
+                ("db", dsn(c, db)),
+            ],
+        )
+    };
+    let worker_ini = |n: &str, db: &str, idle: u32| {
+        ini(
+            c,
+            &format!("worker_{n}_{idle}"),
+            "cascade_worker",
+            &[
+                ("job_name", format!("p{n}_worker")),
+                ("queue_name", "pq".into()),
+                ("db", dsn(c, db)),
+                ("loop_delay", "0.05".into()),
+                ("exception_sleep", "0.2".into()),
+                ("idle_rounds", idle.to_string()),
+                ("global_wm_publish_period", "0".into()),
+                ("local_wm_publish_period", "0".into()),
+            ],
+        )
+    };
+    let (a_root, a_branch, a_leaf) = (
+        admin_ini("root", "p_root"),
+        admin_ini("branch", "p_branch"),
+        admin_ini("leaf", "p_leaf"),
+    );
+    let root_loc = dsn(c, "p_root");
+    let branch_loc = dsn(c, "p_branch");
+    admin(
+        &a_root,
+        &["create-root", "proot", &root_loc, "--worker=proot_worker"],
+    );
+    admin(
+        &a_branch,
+        &[
+            "create-branch",
+            "pbranch",
+            &branch_loc,
+            "--worker=pbranch_worker",
+            &format!("--provider={root_loc}"),
+        ],
+    );
+    admin(
+        &a_leaf,
+        &[
+            "create-leaf",
+            "pleaf",
+            &dsn(c, "p_leaf"),
+            "--worker=pleaf_worker",
+            &format!("--provider={branch_loc}"),
+        ],
+    );
+    // the branch's copy is ticked by its worker only
+    assert_eq!(
+        c.psql(
+            "p_branch",
+            "select queue_external_ticker and queue_disable_insert from pgq.queue \
+              where queue_name = 'pq'"
+        ),
+        "t"
+    );
+    let members = admin(&a_root, &["members"]);
+    for n in ["proot", "pbranch", "pleaf"] {
+        assert!(
+            members
+                .lines()
+                .any(|l| l.starts_with(n) && l.contains("False")),
+            "members lists {n}: {members}"
+        );
+    }
+
+    c.psql(
+        "p_root",
+        "update pgq.queue set queue_ticker_idle_period = '0', queue_ticker_max_lag = '0'",
+    );
+    produce(c, "p_root", 1, 10);
+    // the root's worker publishes the global watermark (an event, in the next tick)
+    run_worker(&worker_ini("root", "p_root", 10));
+    produce(c, "p_root", 11, 5);
+    let top = last_tick(c, "p_root", "pq");
+    run_worker(&worker_ini("branch", "p_branch", 20));
+    run_worker(&worker_ini("leaf", "p_leaf", 20));
+
+    // events inserted on the root reach the branch's queue copy, with the same ids
+    let root_events = data_events(c, "p_root");
+    assert_eq!(root_events.lines().count(), 15);
+    assert_eq!(data_events(c, "p_branch"), root_events);
+    assert_eq!(
+        last_tick(c, "p_branch", "pq"),
+        top,
+        "branch copied the ticks"
+    );
+    for (db, worker) in [("p_branch", "pbranch_worker"), ("p_leaf", "pleaf_worker")] {
+        assert_eq!(
+            c.psql(
+                db,
+                &format!(
+                    "select last_tick_id || ' ' || uptodate || ' ' || coalesce(cur_error, '-') \
+                       from pgq_node.get_consumer_info('pq') where consumer_name = '{worker}'"
+                )
+            ),
+            format!("{top} true -"),
+            "{worker} completed the root's last tick"
+        );
+    }
+    // the root worker published the global watermark, the branch reported its position
+    assert!(
+        c.psql(
+            "p_branch",
+            "select count(*) from pgq.event_template where ev_type = 'pgq.global-watermark'"
+        )
+        .parse::<i64>()
+        .expect("count")
+            >= 1,
+        "the global watermark event reached the branch"
+    );
+    // (the branch ran before the leaf, so it reported the leaf's starting position)
+    assert_eq!(
+        c.psql(
+            "p_root",
+            "select node_name || ' ' || node_watermark from pgq_node.get_subscriber_info('pq')"
+        ),
+        "pbranch 1",
+        "the branch reported its watermark to the root"
+    );
+    assert_eq!(
+        c.psql(
+            "p_branch",
+            "select node_name || ' ' || node_watermark from pgq_node.get_subscriber_info('pq')"
+        ),
+        format!("pleaf {}", top - 1),
+        "the leaf reported its watermark to the branch (the position it had when its \
+         last batch began)"
+    );
+
+    let status = admin(&a_root, &["status"]);
+    for n in ["proot (root)", "pbranch (branch)", "pleaf (leaf)"] {
+        assert!(status.contains(n), "status shows {n}: {status}");
+    }
+    assert!(
+        status.matches(&format!("Tick: {top}")).count() == 3,
+        "status shows every node at tick {top}: {status}"
+    );
+
+    // change-provider: the leaf moves from the branch to the root, with its worker running
+    // (the admin waits for it to acknowledge the pause and the resume)
+    let leaf_worker = worker_ini("leaf", "p_leaf", 1_000_000);
+    let log = fs::File::create(c.dir.join("leaf_worker.log")).expect("log file");
+    let running = Running(
+        python("worker", &leaf_worker, &[])
+            .stdout(Stdio::from(log.try_clone().expect("clone log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start leaf worker"),
+    );
+    admin(
+        &a_root,
+        &["change-provider", "--node=pleaf", "--provider=proot"],
+    );
+    assert_eq!(
+        c.psql(
+            "p_leaf",
+            "select provider_node from pgq_node.get_worker_state('pq')"
+        ),
+        "proot"
+    );
+    assert_eq!(
+        c.psql(
+            "p_branch",
+            "select count(*) from pgq_node.get_subscriber_info('pq')"
+        ),
+        "0",
+        "the leaf left the branch"
+    );
+    produce(c, "p_root", 16, 5);
+    let top = last_tick(c, "p_root", "pq");
+    wait_for(
+        "the leaf, now reading from the root, reaches the root's last tick",
+        Duration::from_secs(20),
+        || {
+            let t = c.psql(
+                "p_leaf",
+                "select completed_tick from pgq_node.get_worker_state('pq')",
+            );
+            async move { (t == top.to_string()).then_some(()) }
+        },
+    )
+    .await;
+    drop(running);
+    let status = admin(&a_root, &["status"]);
+    assert!(
+        status.contains("proot (root)") && status.contains("pleaf (leaf)"),
+        "status after change-provider: {status}"
+    );
+    eprintln!("python cascade status:\n{status}");
+}
+
+// ------------------------------------------------------------------------------------------
 // Our daemon with node queues.
 
 /// Registers the locations of a two-node cascade of `queue` and makes `node` a node of it.
@@ -1131,6 +1460,9 @@ async fn pgq_node_against_3_5_python_and_daemon() {
     let t = Instant::now();
     catalog_surface(&c).await;
     eprintln!("catalog: {:?}", t.elapsed());
+    let t = Instant::now();
+    python_cascade(&c).await;
+    eprintln!("python cascade: {:?}", t.elapsed());
     let t = Instant::now();
     daemon_with_nodes(&c).await;
     eprintln!("daemon: {:?}", t.elapsed());
