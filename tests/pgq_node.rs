@@ -1321,6 +1321,86 @@ async fn python_cascade(c: &TestCluster) {
 }
 
 // ------------------------------------------------------------------------------------------
+// `pgqd install` / `pgqd uninstall` of the node component.
+
+fn pgqd_cli(c: &TestCluster, db: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgqd"))
+        .args(args)
+        .arg("--connstr")
+        .arg(format!(
+            "host={} port={} user=postgres",
+            c.socket_dir.display(),
+            c.port
+        ))
+        .arg("--dbname")
+        .arg(db)
+        .env_remove("PGDATABASE")
+        .output()
+        .expect("run pgqd")
+}
+
+fn cli_install_uninstall(c: &TestCluster) {
+    c.create_db("cli");
+    c.create_db("cli_nopgq");
+    let ok = |db: &str, args: &[&str]| {
+        let out = pgqd_cli(c, db, args);
+        assert!(out.status.success(), "pgqd {args:?}: {}", output_text(&out));
+        output_text(&out)
+    };
+    let refused = |db: &str, args: &[&str], why: &str| {
+        let out = pgqd_cli(c, db, args);
+        assert!(!out.status.success(), "pgqd {args:?} succeeded");
+        assert!(
+            output_text(&out).contains(why),
+            "pgqd {args:?}: {}",
+            output_text(&out)
+        );
+    };
+    let text = ok("cli", &["install", "--component", "pgq,node"]);
+    assert!(text.contains("node: installed"), "{text}");
+    refused(
+        "cli_nopgq",
+        &["install", "--component", "node"],
+        "needs pgq",
+    );
+    // installing again keeps the cascade's state
+    c.psql(
+        "cli",
+        "select * from pgq_node.register_location('q', 'n', 'dbname=cli', false); \
+         select * from pgq_node.create_node('q', 'root', 'n', 'w', null, null, null)",
+    );
+    ok("cli", &["install", "--component", "pgq,node"]);
+    assert_eq!(
+        c.psql("cli", "select node_type from pgq_node.node_info"),
+        "root"
+    );
+    refused(
+        "cli",
+        &["uninstall", "--component", "pgq", "--force"],
+        "pgq_node needs pgq",
+    );
+    let text = ok("cli", &["uninstall", "--component", "node"]);
+    assert!(text.contains("dropped schema pgq_node"), "{text}");
+    assert_eq!(
+        c.psql(
+            "cli",
+            "select string_agg(nspname, ',' order by nspname) from pg_namespace \
+              where nspname like 'pgq%'"
+        ),
+        "pgq"
+    );
+    ok("cli", &["install", "--component", "node"]);
+    ok("cli", &["uninstall", "--component", "node,pgq", "--force"]);
+    assert_eq!(
+        c.psql(
+            "cli",
+            "select count(*) from pg_namespace where nspname like 'pgq%'"
+        ),
+        "0"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
 // Our daemon with node queues.
 
 /// Registers the locations of a two-node cascade of `queue` and makes `node` a node of it.
@@ -1460,6 +1540,9 @@ async fn pgq_node_against_3_5_python_and_daemon() {
     let t = Instant::now();
     catalog_surface(&c).await;
     eprintln!("catalog: {:?}", t.elapsed());
+    let t = Instant::now();
+    cli_install_uninstall(&c);
+    eprintln!("install/uninstall: {:?}", t.elapsed());
     let t = Instant::now();
     python_cascade(&c).await;
     eprintln!("python cascade: {:?}", t.elapsed());
