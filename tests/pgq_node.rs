@@ -9,10 +9,17 @@
 //!    `pgq.cascade.worker.CascadedWorker`, run with `/usr/bin/python3`) building a
 //!    root → branch → leaf cascade on our schema and copying events down it;
 //! 3. our daemon: it ticks the root queue and not the branch's copy (external ticker), and
-//!    its maintenance runs `pgq_node.maint_watermark`, which moves a stale global watermark.
+//!    its maintenance runs `pgq_node.maint_watermark`, which moves a stale global watermark;
+//! 4. `pgqd install` / `pgqd uninstall` of the node component.
 //!
-//! The parts share the cluster and run in this order in one test: the daemon is started
-//! last and limited (`database_list`) to its own databases, so it never ticks the others.
+//! The parts share the cluster and run one after the other in one test (1, 4, 2, 3): the
+//! daemon is started last and limited (`database_list`) to its own databases, so it never
+//! ticks the others.
+//!
+//! Not compared, because the script orders them: the rows of the set-returning lookups
+//! come in a defined order in ours (get_queue_locations by node name, like
+//! get_subscriber_info and get_consumer_info in 3.5); 3.5's get_queue_locations returns
+//! them in table order.
 //!
 //! Normalisation of the differential (the same for both sides): timestamps, intervals and
 //! snapshots become `<set>`, `ev_txid` its dense rank; ids are compared as they are (the
