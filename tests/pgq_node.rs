@@ -516,6 +516,17 @@ async fn script_root(d: &mut Runner) {
     d.q(R, NODE_CONSUMERS).await;
     // a recent global watermark is left alone; one older than 5 minutes moves to the
     // local watermark
+    d.q(
+        R,
+        "select * from pgq_node.register_location('q', 'leaf', 'dbname=leaf', true)",
+    )
+    .await;
+    d.q(R, LOCATIONS).await;
+    d.q(
+        R,
+        "select * from pgq_node.register_location('q', 'leaf', null, false)",
+    )
+    .await;
     d.q(R, "select pgq_node.maint_watermark('q')").await;
     d.q(R, "select pgq_node.maint_watermark('nope')").await;
     d.q(R, PGQ_CONSUMERS).await;
@@ -671,6 +682,14 @@ async fn script_leaf(d: &mut Runner) {
         "select * from pgq_node.unregister_consumer('pq', 'pq_worker')",
         "select * from pgq_node.set_partition_watermark('cq', 'pq', 8)",
         "select * from pgq_node.get_worker_state('pq')",
+        // a combined queue that is a pgq queue but no node here
+        "select pgq.create_queue('plainq')",
+        "select * from pgq_node.register_location('pq2', 'leaf', 'dbname=leaf', false)",
+        "select * from pgq_node.register_location('pq2', 'proot', 'dbname=proot', false)",
+        "select * from pgq_node.create_node('pq2', 'leaf', 'leaf', 'pq2_worker', 'proot', 1, 'plainq')",
+        "select * from pgq_node.get_node_info('pq2')",
+        "select * from pgq_node.get_worker_state('pq2')",
+        "select * from pgq_node.drop_node('pq2', 'leaf')",
         QUEUES,
     ] {
         d.q(L, sql).await;
