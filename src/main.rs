@@ -164,7 +164,7 @@ struct ConnOpts {
 
 #[derive(Args, Debug)]
 struct InstallCmd {
-    /// Components to install, comma-separated: pgq, ext, coop, triggers.
+    /// Components to install, comma-separated: pgq, ext, coop, triggers, node.
     #[arg(long, value_delimiter = ',', default_value = "pgq")]
     component: Vec<String>,
     #[command(flatten)]
