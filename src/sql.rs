@@ -176,9 +176,17 @@ select not pg_catalog.current_setting('track_counts')::bool
                   where s.relid = pg_catalog.to_regclass($1::text)), true)";
 
 /// Move due retry events back into their queue; returns how many moved (at most 10).
+///
+/// `pgq.maint_retry_events()` is only called when some retry event is due (or the role
+/// cannot read the retry queue): most databases have none, and in a fresh session the
+/// PL/pgSQL call costs milliseconds of compilation where the plain check costs a fraction.
 pub const RETRY: &str = "\
 select case when pg_catalog.pg_try_advisory_xact_lock($1::int8)
-            then pgq.maint_retry_events() end::int8,
+            then case when not pg_catalog.has_table_privilege('pgq.retry_queue', 'SELECT')
+                        or exists (select 1 from pgq.retry_queue r
+                                    where r.ev_retry_after <= pg_catalog.now())
+                      then pgq.maint_retry_events() else 0 end
+       end::int8,
        pg_catalog.txid_current_if_assigned()::int8";
 
 /// A name from `pgq.maint_operations()` that cannot be a safe `schema.name` identifier.
