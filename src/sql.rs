@@ -119,12 +119,27 @@ pub const SNAPSHOT: &str = "select pg_catalog.txid_current_snapshot()::text";
 /// since `$1`, with the server's clock for the next call. Run only after the snapshot
 /// says someone else wrote. Sessions of other roles show a NULL `state_change` unless we
 /// are a member of `pg_read_all_stats`; those are caught by [`DB_WRITE_COUNTERS`] instead.
+///
+/// A session whose transaction has written and not ended (a `backend_xid`) is left for
+/// its next state change: ticking before it commits would leave its events for the tick
+/// after, which pgq's ticker, having counted them already, makes only at the next idle
+/// tick (seconds to a minute later). The control session looks once more on the poll after
+/// a foreign write, for a commit whose state change came just after the look.
 pub const ACTIVE_DATABASES: &str = "\
 select pg_catalog.statement_timestamp(),
        array(select distinct a.datname::text from pg_catalog.pg_stat_activity a
               where a.state_change >= $1 and a.datname is not null
+                and a.backend_xid is null
                 and a.pid <> pg_catalog.pg_backend_pid()
                 and a.application_name is distinct from $2::text)";
+
+/// Other sessions of this database inside a transaction that has written: events they
+/// inserted are not visible to a tick made now (`daemon::ticker`, held-back ticks). Without
+/// `pg_read_all_stats` other roles' `backend_xid` reads NULL and this counts only our role's.
+pub const OPEN_WRITERS: &str = "\
+select count(*)::int8 from pg_catalog.pg_stat_activity
+ where datname = pg_catalog.current_database() and backend_xid is not null
+   and pid <> pg_catalog.pg_backend_pid()";
 
 /// Whether sessions of other roles are visible ([`ACTIVE_DATABASES`] sees every client)
 /// and `pg_stat_database.sessions` exists (PostgreSQL 14): then [`DB_SESSION_COUNTERS`]

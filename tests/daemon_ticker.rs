@@ -277,3 +277,64 @@ async fn our_schema_ticks_a_fresh_queues_first_event_after_max_lag() {
     );
     d.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_ticked_after_its_transaction_commits_not_before() {
+    // Ticking while the producer's transaction is still open would make a tick without its
+    // event, and pgq's ticker (which already counted the event) would make the next one only
+    // at the idle back-off. Activity does not name a database while its writer is open, and
+    // a due check woken by anything else (here: the new sessions' counters) holds the tick
+    // back until the commit.
+    let c = TestCluster::start();
+    c.create_pgq_db("ours");
+    c.psql(
+        "ours",
+        "select pgq.create_queue('q'); \
+         select pgq.set_queue_config('q', 'ticker_max_lag', '0.3'); \
+         select pgq.set_queue_config('q', 'ticker_idle_period', '1 hour')",
+    );
+    settle_idle(&c, "ours", "q");
+    let d = Daemon::start(test_config(&c)).await;
+    d.wait_serving("ours", true).await;
+    // Both sessions open before the transaction: a new session coming and going is itself
+    // activity (session counters), and this test is about the producer's state changes.
+    let mut producer = c.connect("ours").await;
+    let check = c.connect("ours").await;
+    // A long idle gap: pgq's doubling back-off puts the next idle tick seconds away.
+    assert_no_tick_for(&c, "ours", "q", Duration::from_secs(2)).await;
+    let tx = producer.transaction().await.expect("begin");
+    let xid: i64 = tx
+        .query_one(
+            "select pgq.insert_event('q', 'slow', 'commit'), txid_current()",
+            &[],
+        )
+        .await
+        .expect("insert")
+        .get(1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tx.commit().await.expect("commit");
+    let committed = Instant::now();
+    common::wait_for(
+        "a tick whose snapshot sees the event",
+        Duration::from_secs(10),
+        || async {
+            check
+                .query_one(
+                    "select exists (select 1 from pgq.tick t join pgq.queue q \
+                     on q.queue_id = t.tick_queue where q.queue_name = 'q' \
+                     and txid_visible_in_snapshot($1, t.tick_snapshot))",
+                    &[&xid],
+                )
+                .await
+                .ok()
+                .and_then(|r| r.get::<_, bool>(0).then_some(()))
+        },
+    )
+    .await;
+    let took = committed.elapsed();
+    assert!(
+        took <= Duration::from_millis(1500),
+        "the event's tick came {took:?} after its commit"
+    );
+    d.stop().await.expect("clean stop");
+}

@@ -310,6 +310,7 @@ async fn session(
     );
     let mut sessions: HashMap<String, (i64, i64)> = HashMap::new();
     let mut prev: Option<Snap> = None;
+    let mut recheck = false;
     let mut since = SystemTime::now();
     let mut last_foreign: Option<Instant> = None;
     let mut counters: HashMap<String, i64> = HashMap::new();
@@ -345,13 +346,19 @@ async fn session(
         if signals.current_role() == Role::Leader {
             let snap = snapshot(&mut c).await?;
             signals.live.store(true, Ordering::Relaxed);
-            if let Some(p) = &prev
-                && signals.foreign_ended(p, &snap)
-            {
-                if last_foreign.is_none_or(|t| now.duration_since(t) >= COUNTERS_EVERY) {
-                    next_counters = next_counters.min(now + COUNTERS_SOON);
+            let foreign = prev
+                .as_ref()
+                .is_some_and(|p| signals.foreign_ended(p, &snap));
+            // One more look on the poll after a foreign write: a session that committed
+            // just after the previous look is named only once its state changed.
+            let look_again = std::mem::replace(&mut recheck, foreign);
+            if foreign || look_again {
+                if foreign {
+                    if last_foreign.is_none_or(|t| now.duration_since(t) >= COUNTERS_EVERY) {
+                        next_counters = next_counters.min(now + COUNTERS_SOON);
+                    }
+                    last_foreign = Some(now);
                 }
-                last_foreign = Some(now);
                 let from = since.checked_sub(LOOKBACK).unwrap_or(since);
                 let rows = c
                     .query(sql::ACTIVE_DATABASES, &[&from, &app])

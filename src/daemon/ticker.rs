@@ -145,10 +145,22 @@ pub struct Ticker {
     /// Each busy queue's event count at the previous pass, for the rate that predicts when
     /// it reaches `ticker_max_count`.
     seen: HashMap<String, (i64, Instant)>,
+    /// Queues whose events-due tick is being held back for an open writing transaction
+    /// in the database, since when ([`HOLD_MAX`]).
+    held: HashMap<String, Instant>,
     /// Set while the database is restored from another cluster (`restored.rs`).
     restored: super::restored::RestoreGuard,
     report: DbReport,
 }
+
+/// Longest a tick for new events waits for the database's open writing transactions to
+/// end. pgq's ticker counts events by their ids, which are handed out before commit: a tick
+/// made while a producer's transaction is open counts its events but cannot see them, so
+/// they wait for the next tick, which the ticker (seeing no new events) makes only at its
+/// idle back-off — seconds to a minute later. Held back, the tick comes at the commit.
+const HOLD_MAX: Duration = Duration::from_millis(500);
+/// How soon a held-back queue is checked again (the commit also wakes the database).
+const HOLD_RECHECK: Duration = Duration::from_millis(10);
 
 /// Checks a busy queue this much before its predicted `ticker_max_count` moment: the rate
 /// is an estimate, and an early check costs one cheap SELECT.
@@ -217,6 +229,9 @@ impl Ticker {
         };
         let checked = Instant::now();
         let mut seen = HashMap::new();
+        // Open writing transactions of other sessions here (read once, when needed).
+        let mut writers: Option<i64> = None;
+        let mut held = HashMap::new();
         for row in &rows {
             let q = QueueState::from_row(row)
                 .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
@@ -253,6 +268,28 @@ impl Ticker {
             }
             if token.is_cancelled() {
                 break;
+            }
+            let has_new = matches!((q.event_seq, q.tick_event_seq), (Some(a), Some(b)) if a > b);
+            if has_new {
+                if writers.is_none() {
+                    let rows = conn
+                        .query(sql::OPEN_WRITERS, &[])
+                        .await
+                        .map_err(|e| LaneError::core("open writers", e))?;
+                    writers = Some(
+                        rows.first()
+                            .and_then(|r| r.try_get::<_, i64>(0).ok())
+                            .unwrap_or(0),
+                    );
+                }
+                if writers.unwrap_or(0) > 0 {
+                    let since = *self.held.entry(q.name.clone()).or_insert(checked);
+                    if checked.duration_since(since) < HOLD_MAX {
+                        held.insert(q.name.clone(), since);
+                        earliest(HOLD_RECHECK, true);
+                        continue;
+                    }
+                }
             }
             pass.due += 1;
             match conn
@@ -308,6 +345,7 @@ impl Ticker {
         pass.next_due = next;
         pass.next_tick = next_tick;
         self.seen = seen;
+        self.held = held;
         Ok(pass)
     }
 
