@@ -508,10 +508,9 @@ impl Admin {
         };
         let old_type = match &old {
             Some((_, i)) => i.node_type,
-            // A dead node's type: a dead root is the provider of nobody's provider.
-            None if ninfo.node_type == NodeType::Root => {
-                return Err(Error::Usage(format!("{new_node} is already the root")));
-            }
+            // A dead node's type: the new node is the root, so the dead one was not;
+            // else the dead one is the root when it heads the new node's chain.
+            None if ninfo.node_type == NodeType::Root => NodeType::Branch,
             None => {
                 if self.root_of(&map, new_node).await? == old_node {
                     NodeType::Root

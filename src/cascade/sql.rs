@@ -82,6 +82,12 @@ pub const BATCH_EVENTS: &str = "select ev_id, ev_time, ev_txid, ev_retry, ev_typ
      ev_extra1, ev_extra2, ev_extra3, ev_extra4 from pgq.get_batch_events($1)";
 /// Closes the batch on the provider.
 pub const FINISH_BATCH: &str = "select pgq.finish_batch($1)";
+/// One applier per node and queue: a second worker (an operator mistake, or a killed
+/// one whose session the server has not reaped yet) waits here, then sees the tick the
+/// first one completed and skips the batch.
+pub const APPLY_LOCK: &str = "select pg_advisory_xact_lock(hashtext('pgqd.cascade'), hashtext($1))";
+/// The worker's completed tick, read inside the batch's transaction after the lock.
+pub const COMPLETED_TICK: &str = "select completed_tick from pgq_node.get_consumer_state($1, $2)";
 /// A branch accepts events only from its worker, which says it is replicating.
 pub const REPLICA_ROLE: &str = "set local session_replication_role = 'replica'";
 /// Copies a batch's events into the local queue keeping ev_id and ev_time (the

@@ -405,6 +405,20 @@ impl<'a> Worker<'a> {
                 .as_mut()
                 .ok_or_else(|| Error::State("no local session".into()))?;
             let tx = local.transaction().await.map_err(sql_err(&name, "begin"))?;
+            tx.query_one(sql::APPLY_LOCK, &[&queue])
+                .await
+                .map_err(sql_err(&name, "apply lock"))?;
+            let now_done: Option<i64> = tx
+                .query_one(sql::COMPLETED_TICK, &[&queue, &st.worker_name])
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(sql_err(&name, "pgq_node.get_consumer_state"))?;
+            if now_done != st.completed_tick {
+                // Another worker moved the node meanwhile; look again from the start.
+                return Err(Error::State(format!(
+                    "{name}: another worker applied tick {now_done:?} meanwhile"
+                )));
+            }
             tx.batch_execute(sql::REPLICA_ROLE)
                 .await
                 .map_err(sql_err(&name, "session_replication_role"))?;
