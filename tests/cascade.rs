@@ -382,6 +382,82 @@ async fn three_nodes_in_one_cluster() {
     })
     .await;
 
+    // A crash after the subscriber's commit but before finish_batch on the provider:
+    // emulated by moving the workers' provider positions back one tick. The batch then
+    // comes again and must be skipped, not applied twice. The root's worker stops so
+    // that no watermark event makes the last batch an empty one.
+    root_w.stop().await;
+    c.psql(
+        "root1",
+        &format!("select pgq.set_queue_config('{Q}', 'ticker_idle_period', '1 hour')"),
+    );
+    produce(&c, "root1", "r", 5).await;
+    let top = wait_for("root ticked the r events", WAIT, || {
+        let top = daemon_support::last_tick(&c, "root1", Q);
+        let has: i64 = c
+            .psql(
+                "root1",
+                &format!(
+                    "select count(*) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
+                     where q.queue_name = '{Q}' and t.tick_event_seq >= \
+                     (select max(ev_id) from {} where ev_data like 'r-%')",
+                    c.psql("root1", &format!("select queue_data_pfx from pgq.queue where queue_name = '{Q}'"))
+                ),
+            )
+            .parse()
+            .expect("count");
+        async move { (has > 0).then_some(top) }
+    })
+    .await;
+    let completed = |db: &str| -> i64 {
+        c.psql(
+            db,
+            &format!("select worker_last_tick from pgq_node.get_node_info('{Q}')"),
+        )
+        .parse()
+        .unwrap_or(0)
+    };
+    wait_for("leaf and branch at the root's last tick", WAIT, || {
+        let ok = completed("leaf1") == top && completed("branch1") == top;
+        async move { ok.then_some(()) }
+    })
+    .await;
+    branch_w.stop().await;
+    leaf_w.stop().await;
+    let rewind = |db: &str, consumer: &str| {
+        c.psql(
+            db,
+            &format!(
+                "select pgq.register_consumer_at('{Q}', '{consumer}', \
+                 (select max(t.tick_id) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
+                   where q.queue_name = '{Q}' and t.tick_id < {top}))"
+            ),
+        );
+    };
+    rewind("root1", "branch1");
+    rewind("branch1", "leaf1");
+    let seen_before = counts(&c, "leaf1", "seen");
+    let branch_w = spawn_worker(&branch);
+    let leaf_w = spawn_worker(&leaf);
+    let position = |db: &str, consumer: &str| -> i64 {
+        c.psql(
+            db,
+            &format!("select last_tick from pgq.get_consumer_info('{Q}', '{consumer}')"),
+        )
+        .parse()
+        .unwrap_or(0)
+    };
+    wait_for("rewound batches finished again", WAIT, || {
+        let ok = position("root1", "branch1") == top && position("branch1", "leaf1") == top;
+        async move { ok.then_some(()) }
+    })
+    .await;
+    assert_eq!(counts(&c, "leaf1", "seen"), seen_before, "a skipped batch was applied again");
+    assert_eq!(queue_events(&c, "branch1"), queue_events(&c, "root1"));
+    quick_ticks(&c, "root1");
+    let root_w = spawn_worker(&root);
+    let a: Vec<String> = a.iter().cloned().chain(payloads("r", 5)).collect();
+
     // The plain consumer moves from the branch to the root at its tick.
     reader_stop.cancel();
     reader.await.expect("reader stopped");
