@@ -7,13 +7,17 @@
 //! - `three_nodes_in_one_cluster` (our pgq + pgq_node schema): producers on the root,
 //!   workers killed (task aborted) and restarted at random moments, replication lag
 //!   measured, the branch's queue compared with the root's, a plain consumer moved from
-//!   the branch to the root half-way, then a live root takeover by the branch; every
-//!   event reaches the leaf's handler and the consumer exactly once.
+//!   the branch to the root half-way, a batch committed but not finished (skipped when
+//!   it comes again), then a live root takeover by the branch, then that new root dies
+//!   and the old one takes over again (`--dead`); every event reaches the leaf's handler
+//!   and the consumer exactly once.
 //! - `two_clusters_branch_dies` (the Debian pgq/pgq_node extensions: compatibility
 //!   check): root in one cluster, branch and leaf in another; the branch's database is
 //!   dropped and its worker killed, the leaf moved to the root with `takeover --dead`;
 //!   no event lost or repeated.
-//! - `cli_bad_input`: unknown node, wrong node type, bad config, missing schema: exit 2.
+//! - `cli_commands_and_bad_input`: create/members through the binary, the worker as a
+//!   process stopped by SIGTERM (exit 0); unknown node, wrong node type, bad config,
+//!   missing schema: exit 2.
 
 mod common;
 mod daemon_support;
@@ -401,7 +405,10 @@ async fn three_nodes_in_one_cluster() {
                     "select count(*) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
                      where q.queue_name = '{Q}' and t.tick_event_seq >= \
                      (select max(ev_id) from {} where ev_data like 'r-%')",
-                    c.psql("root1", &format!("select queue_data_pfx from pgq.queue where queue_name = '{Q}'"))
+                    c.psql(
+                        "root1",
+                        &format!("select queue_data_pfx from pgq.queue where queue_name = '{Q}'")
+                    )
                 ),
             )
             .parse()
@@ -452,7 +459,11 @@ async fn three_nodes_in_one_cluster() {
         async move { ok.then_some(()) }
     })
     .await;
-    assert_eq!(counts(&c, "leaf1", "seen"), seen_before, "a skipped batch was applied again");
+    assert_eq!(
+        counts(&c, "leaf1", "seen"),
+        seen_before,
+        "a skipped batch was applied again"
+    );
     assert_eq!(queue_events(&c, "branch1"), queue_events(&c, "root1"));
     quick_ticks(&c, "root1");
     let root_w = spawn_worker(&root);
@@ -524,7 +535,32 @@ async fn three_nodes_in_one_cluster() {
     })
     .await;
 
-    for w in [root_w, branch_w, leaf_w] {
+    // The new root dies (worker killed, database dropped) once everything is copied;
+    // root1, its branch, takes over as root and the leaf moves under it.
+    let top = daemon_support::last_tick(&c, "branch1", Q);
+    wait_for("all nodes at the root's last tick", WAIT, || {
+        let ok = completed("leaf1") >= top && completed("root1") >= top;
+        async move { ok.then_some(()) }
+    })
+    .await;
+    branch_w.kill();
+    c.psql("postgres", "drop database branch1 with (force)");
+    admin(&leaf)
+        .takeover("branch1", "root1", true)
+        .await
+        .expect("takeover of the dead root");
+    let status = status_text(&leaf);
+    println!("pgqd cascade status after the root died (leaf1):\n{status}");
+    assert!(
+        status.lines().nth(1).unwrap_or("").starts_with("root1"),
+        "{status}"
+    );
+    quick_ticks(&c, "root1");
+    produce(&c, "root1", "d", 100).await;
+    all.extend(payloads("d", 100));
+    expect_exactly_once(&[(&c, "leaf1")], "seen", &all, "leaf after the root died").await;
+
+    for w in [root_w, leaf_w] {
         w.stop().await;
     }
     daemon.stop().await.expect("daemon stops");
@@ -604,7 +640,7 @@ async fn two_clusters_branch_dies() {
 }
 
 #[test]
-fn cli_bad_input() {
+fn cli_commands_and_bad_input() {
     let c = TestCluster::start();
     node_db(&c, "r", false);
     node_db(&c, "l", false);
@@ -613,8 +649,10 @@ fn cli_bad_input() {
     let code = |o: &Output| o.status.code().unwrap_or(-1);
     let err = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
 
+    let out = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
     let o = pgqd(&["cascade", "create-root", "r1", "--queue", Q, "--db", &r]);
     assert_eq!(code(&o), 0, "{}", err(&o));
+    println!("$ pgqd cascade create-root r1 ...\n{}", out(&o));
     let o = pgqd(&["cascade", "create-leaf", "l1", "--queue", Q, "--db", &l]);
     assert_eq!(code(&o), 2, "leaf without provider");
     assert!(err(&o).contains("--provider"), "{}", err(&o));
@@ -630,10 +668,52 @@ fn cli_bad_input() {
         &r,
     ]);
     assert_eq!(code(&o), 0, "{}", err(&o));
+    println!("$ pgqd cascade create-leaf l1 ...\n{}", out(&o));
     let o = pgqd(&["cascade", "members", "--queue", Q, "--db", &l]);
     assert_eq!(code(&o), 0, "{}", err(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("r1") && out.contains("l1"), "{out}");
+    println!("$ pgqd cascade members ...\n{}", out(&o));
+    assert!(
+        out(&o).contains("r1") && out(&o).contains("l1"),
+        "{}",
+        out(&o)
+    );
+
+    // The worker as a process: applies what the root has, SIGTERM stops it cleanly.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg_path = dir.path().join("l1.toml");
+    std::fs::write(
+        &cfg_path,
+        format!("queue_name = '{Q}'\ndb = \"{l}\"\nnode_name = 'l1'\npoll_interval = '100ms'\n"),
+    )
+    .expect("write config");
+    c.psql(
+        "r",
+        &format!("select pgq.insert_event('{Q}', 'ev', 'x'); select pgq.ticker('{Q}')"),
+    );
+    let top = daemon_support::last_tick(&c, "r", Q);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgqd"))
+        .args(["cascade", "worker", cfg_path.to_str().expect("utf-8 path")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start worker");
+    common::wait_until_true(
+        "the leaf worker process applied the root's tick",
+        WAIT,
+        || {
+            c.psql(
+                "l",
+                &format!("select worker_last_tick from pgq_node.get_node_info('{Q}')"),
+            ) == top.to_string()
+        },
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let st = common::wait_exit(&mut child, Duration::from_secs(15));
+    assert_eq!(st.code(), Some(0), "worker exit after SIGTERM");
 
     // A leaf cannot feed a branch; the root cannot change provider.
     c.create_db("b");
@@ -710,7 +790,6 @@ fn cli_bad_input() {
     ]);
     assert_eq!(code(&o), 2, "{}", err(&o));
     // Worker configs.
-    let dir = tempfile::tempdir().expect("tempdir");
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).expect("write config");
