@@ -197,9 +197,7 @@ pub fn run(cmd: &CascadeCmd) -> u8 {
         }
     };
     rt.block_on(async {
-        let mut printed = 0;
-        let r = admin_command(cmd, &mut printed).await;
-        match r {
+        match admin_command(cmd).await {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 eprintln!("pgqd cascade: {e}");
@@ -209,7 +207,7 @@ pub fn run(cmd: &CascadeCmd) -> u8 {
     })
 }
 
-async fn admin_command(cmd: &CascadeCmd, _printed: &mut usize) -> Result<(), Error> {
+async fn admin_command(cmd: &CascadeCmd) -> Result<(), Error> {
     let create = |a: &CreateArgs, t: NodeType| -> Result<(Admin, CreateNode), Error> {
         let (admin, cfg_node) = admin_for(&a.target)?;
         let node_name = a.node.clone().or(cfg_node).ok_or_else(|| {
@@ -328,7 +326,7 @@ fn run_worker_cli(path: &std::path::Path, verbose: u8, quiet: u8) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let _log = match logging::init(&logging::LogOptions {
+    let log = match logging::init(&logging::LogOptions {
         format: LogFormat::Text,
         level: logging::effective_level(cfg.log_level, verbose, quiet),
         logfile: cfg.logfile.clone(),
@@ -373,7 +371,7 @@ fn run_worker_cli(path: &std::path::Path, verbose: u8, quiet: u8) -> u8 {
             }
         };
         let handle = sigs.handle();
-        tokio::spawn(signal_task(sigs, stop.clone(), now.clone()));
+        tokio::spawn(signal_task(sigs, stop.clone(), now.clone(), log, cfg.logfile.clone()));
         tracing::info!(queue = %cfg.queue_name, db = %crate::conn::mask_connstr(&cfg.db), "cascade worker starting");
         let mut handler = CopyOnly;
         let r = tokio::select! {
@@ -399,6 +397,8 @@ async fn signal_task(
     mut sigs: signal_hook_tokio::Signals,
     stop: CancellationToken,
     now: CancellationToken,
+    log: logging::LogHandle,
+    logfile: Option<PathBuf>,
 ) {
     let mut shutting_down = false;
     while let Some(sig) = sigs.next().await {
@@ -412,7 +412,14 @@ async fn signal_task(
                 stop.cancel();
                 now.cancel();
             }
-            _ => {}
+            Some(signals::Intent::Reload) => {
+                // The config is not re-read (a node's identity must not change under a
+                // running batch); SIGHUP serves logrotate.
+                if let Err(e) = log.reopen(logfile.as_deref()) {
+                    tracing::error!(error = %e, "cannot reopen the log file");
+                }
+            }
+            None => {}
         }
     }
 }
