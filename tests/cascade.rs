@@ -11,6 +11,10 @@
 //!   it comes again), then a live root takeover by the branch, then that new root dies
 //!   and the old one takes over again (`--dead`); every event reaches the leaf's handler
 //!   and the consumer exactly once.
+//! - `dead_root_replaced_by_the_branch_behind`: two branches under the root, one
+//!   stopped behind; the root dies and the lagging branch takes over (`--dead`): it
+//!   first catches up from the other branch, then becomes root, the other branch (with
+//!   the leaf below it) moves under it; nothing lost or repeated.
 //! - `two_clusters_branch_dies` (the Debian pgq/pgq_node extensions: compatibility
 //!   check): root in one cluster, branch and leaf in another; the branch's database is
 //!   dropped and its worker killed, the leaf moved to the root with `takeover --dead`;
@@ -565,6 +569,90 @@ async fn three_nodes_in_one_cluster() {
     }
     daemon.stop().await.expect("daemon stops");
     println!("three_nodes_in_one_cluster: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_root_replaced_by_the_branch_behind() {
+    let started = Instant::now();
+    let c = TestCluster::start();
+    for db in ["r", "b1", "b2", "l"] {
+        node_db(&c, db, false);
+    }
+    let cs = |db: &str| c.connstr(db);
+    admin(&cs("r"))
+        .create(&spec(NodeType::Root, "r", None))
+        .await
+        .expect("root");
+    for b in ["b1", "b2"] {
+        admin(&cs(b))
+            .create(&spec(NodeType::Branch, b, Some(cs("r"))))
+            .await
+            .expect("branch");
+    }
+    admin(&cs("l"))
+        .create(&spec(NodeType::Leaf, "l", Some(cs("b1"))))
+        .await
+        .expect("leaf");
+    for db in ["r", "b1", "b2"] {
+        quick_ticks(&c, db);
+    }
+    let daemon = daemon_support::Daemon::start(daemon_support::test_config(&c)).await;
+    let r_w = spawn_worker(&cs("r"));
+    let b1_w = spawn_worker(&cs("b1"));
+    let b2_w = spawn_worker(&cs("b2"));
+    let l_w = spawn_worker(&cs("l"));
+    produce(&c, "r", "a", 100).await;
+    let mut expected = payloads("a", 100);
+    expect_exactly_once(&[(&c, "l")], "seen", &expected, "leaf").await;
+
+    // b2 falls behind, then the root dies once b1 has everything.
+    b2_w.stop().await;
+    produce(&c, "r", "b", 100).await;
+    expected.extend(payloads("b", 100));
+    expect_exactly_once(&[(&c, "l")], "seen", &expected, "leaf").await;
+    let top = daemon_support::last_tick(&c, "r", Q);
+    wait_for("b1 at the root's last tick", WAIT, || {
+        let t = daemon_support::last_tick(&c, "b1", Q);
+        async move { (t >= top).then_some(()) }
+    })
+    .await;
+    r_w.stop().await;
+    c.psql("postgres", "drop database r with (force)");
+    let b2_w = spawn_worker(&cs("b2"));
+    let mut adm = admin(&cs("l"));
+    adm.takeover("r", "b2", true)
+        .await
+        .expect("takeover of the dead root");
+    println!("takeover r --node b2 --dead:\n{}", adm.out.join("\n"));
+    assert!(
+        adm.out
+            .iter()
+            .any(|l| l.contains("catching up from it first")),
+        "{:?}",
+        adm.out
+    );
+    let status = status_text(&cs("l"));
+    println!("pgqd cascade status (l):\n{status}");
+    assert!(
+        status.lines().nth(1).unwrap_or("").starts_with("b2"),
+        "{status}"
+    );
+    produce(&c, "b2", "c", 100).await;
+    expected.extend(payloads("c", 100));
+    expect_exactly_once(&[(&c, "l")], "seen", &expected, "leaf under the new root").await;
+    wait_for("b1 and b2 hold the same queue", WAIT, || {
+        let same = queue_events(&c, "b1") == queue_events(&c, "b2");
+        async move { same.then_some(()) }
+    })
+    .await;
+    for w in [b1_w, b2_w, l_w] {
+        w.stop().await;
+    }
+    daemon.stop().await.expect("daemon stops");
+    println!(
+        "dead_root_replaced_by_the_branch_behind: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -468,18 +468,64 @@ impl Admin {
         Ok(())
     }
 
-    /// The members whose provider is `parent`, among those reachable.
-    async fn subscribers_of(&self, map: &BTreeMap<String, Member>, parent: &str) -> Vec<String> {
+    /// The members whose provider is `parent`, among those reachable, with their info.
+    async fn subscribers_of(
+        &self,
+        map: &BTreeMap<String, Member>,
+        parent: &str,
+    ) -> Vec<(String, NodeInfo)> {
         let mut out = Vec::new();
         for m in map.values().filter(|m| m.name != parent && !m.dead) {
             if let Some((_, info)) = self.try_node(m).await
                 && info.node_type != NodeType::Root
                 && info.provider_node.as_deref() == Some(parent)
             {
-                out.push(m.name.clone());
+                out.push((m.name.clone(), info));
             }
         }
         out
+    }
+
+    /// The root is dead: `new_node` first catches up from the branch among the dead
+    /// root's subscribers that got furthest (so no subscriber is ahead of the new root),
+    /// is promoted, then the dead root's subscribers move under it.
+    async fn failover_root(
+        &mut self,
+        om: &Member,
+        new_node: &str,
+        nc: &Client,
+        ninfo: &NodeInfo,
+        subs: Vec<(String, NodeInfo)>,
+    ) -> Result<(), Error> {
+        let q = self.queue.clone();
+        let top = queue_top(nc, new_node, &q).await?;
+        let best = subs
+            .iter()
+            .filter(|(_, i)| i.node_type == NodeType::Branch)
+            .filter_map(|(n, i)| i.last_tick.map(|t| (n.clone(), t)))
+            .max_by_key(|(_, t)| *t)
+            .filter(|(_, t)| *t > top);
+        if let Some((b, t)) = &best {
+            self.say(format!(
+                "{b} is ahead of {new_node} (tick {t} > {top}); catching up from it first"
+            ));
+            self.change_provider(new_node, b).await?;
+            self.wait_completed(nc, new_node, &ninfo.worker_name, *t)
+                .await?;
+        }
+        self.takeover_root(None, om, new_node, nc, ninfo).await?;
+        if let Some((b, _)) = &best {
+            // The new root no longer reads from the branch it caught up from.
+            let map = self.member_map(nc).await?;
+            if let Some(bm) = map.get(b) {
+                let bc = self.connect(&bm.location, b).await?;
+                node::call(&bc, b, sql::UNREGISTER_SUBSCRIBER, &[&q, &new_node]).await?;
+            }
+        }
+        for (s, _) in &subs {
+            self.change_provider(s, new_node).await?;
+        }
+        Ok(())
     }
 
     /// `new_node` takes over from `old_node`: becomes root in place of a root, or the
@@ -508,14 +554,17 @@ impl Admin {
         };
         let old_type = match &old {
             Some((_, i)) => i.node_type,
-            // A dead node's type: the new node is the root, so the dead one was not;
-            // else the dead one is the root when it heads the new node's chain.
-            None if ninfo.node_type == NodeType::Root => NodeType::Branch,
+            // A dead node was the root when no live member is one.
             None => {
-                if self.root_of(&map, new_node).await? == old_node {
-                    NodeType::Root
-                } else {
+                let others: BTreeMap<String, Member> = map
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != old_node)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if self.live_root(&others).await.is_ok() {
                     NodeType::Branch
+                } else {
+                    NodeType::Root
                 }
             }
         };
@@ -526,10 +575,17 @@ impl Admin {
         }
         if dead {
             self.tag_dead(&map, old_node).await?;
-            for s in self.subscribers_of(&map, old_node).await {
-                if s != new_node {
-                    self.change_provider(&s, new_node).await?;
-                }
+            let subs: Vec<(String, NodeInfo)> = self
+                .subscribers_of(&map, old_node)
+                .await
+                .into_iter()
+                .filter(|(n, _)| n != new_node)
+                .collect();
+            if old_type == NodeType::Root {
+                return self.failover_root(&om, new_node, &nc, &ninfo, subs).await;
+            }
+            for (s, _) in &subs {
+                self.change_provider(s, new_node).await?;
             }
         }
         match old_type {
@@ -611,15 +667,7 @@ impl Admin {
                     .await?;
                 t
             }
-            None => {
-                let r = nc
-                    .query_one(sql::QUEUE_INFO, &[&q])
-                    .await
-                    .map_err(sql_err(new_node, "pgq.get_queue_info"))?;
-                r.try_get::<_, Option<i64>>(0)
-                    .map_err(sql_err(new_node, "pgq.get_queue_info"))?
-                    .ok_or_else(|| Error::State(format!("{new_node}: queue has no tick")))?
-            }
+            None => queue_top(nc, new_node, &q).await?,
         };
         self.pause_worker(nc, new_node, &ninfo.worker_name, true)
             .await?;
@@ -728,6 +776,17 @@ impl Admin {
         ));
         Ok(tick)
     }
+}
+
+/// The newest tick of the node's copy of the queue.
+async fn queue_top(c: &Client, name: &str, queue: &str) -> Result<i64, Error> {
+    let r = c
+        .query_one(sql::QUEUE_INFO, &[&queue])
+        .await
+        .map_err(sql_err(name, "pgq.get_queue_info"))?;
+    r.try_get::<_, Option<i64>>(0)
+        .map_err(sql_err(name, "pgq.get_queue_info"))?
+        .ok_or_else(|| Error::State(format!("{name}: queue has no tick")))
 }
 
 /// A usage error when pgq or pgq_node is missing from the database.
