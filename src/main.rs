@@ -3,9 +3,8 @@
 //! Grammar: `pgqd [OPTIONS] [CONFIG]` runs the daemon in the foreground with CONFIG
 //! (`pgqd.toml`, or the C pgqd's `pgqd.ini`: told apart by extension, else by content);
 //! `pgqd --config FILE` is the same (needed when the file is named like a subcommand);
-//! `pgqd SUBCOMMAND …` runs a command and exits. Every subcommand name the product will
-//! have is reserved here; those of later issues answer "not implemented yet (issue #N)"
-//! with exit code 2. The C pgqd's flags work as before: `-s`/`-k`/`-r` signal the
+//! `pgqd SUBCOMMAND …` runs a command and exits (`pgqd cascade …` groups the cascade's
+//! commands and its worker). The C pgqd's flags work as before: `-s`/`-k`/`-r` signal the
 //! running instance found through the pidfile, `-d` daemonizes.
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure, 2 usage or config error.

@@ -99,14 +99,19 @@ impl Admin {
             }
             NodeType::Leaf => {
                 let lag = match &info.provider_location {
-                    Some(loc) => match node::connect(loc, "pgqd-cascade-admin").await {
-                        Ok(pc) => pc
+                    Some(loc) => match tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        node::connect(loc, "pgqd-cascade-admin"),
+                    )
+                    .await
+                    {
+                        Ok(Ok(pc)) => pc
                             .query_opt(sql::CONSUMER_INFO, &[q, &info.worker_name])
                             .await
                             .ok()
                             .flatten()
                             .and_then(|r| r.try_get::<_, Option<f64>>(1).ok().flatten()),
-                        Err(_) => None,
+                        _ => None,
                     },
                     None => None,
                 };

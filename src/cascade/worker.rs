@@ -21,13 +21,20 @@
 //!    one batch late and the branch's batches would differ from the root's.
 //! 3. `pgq.finish_batch` on the provider.
 //!
+//! The handler gets the whole batch, the cascade's own `pgq.*` events included (it should
+//! pass over them), in a transaction with `session_replication_role = replica` — so
+//! triggers on the tables it writes do not fire, as londiste applies. The advisory lock
+//! `pgqd.cascade`/queue, taken first, keeps a second worker of the same node from
+//! applying the batch too; it then sees the new completed tick and starts over.
+//!
 //! A crash between any two steps is repaired on the next look: a batch whose end tick
 //! the node has already completed is not applied again (a branch only adds the missing
 //! tick), then finished on the provider. Every `local_wm_publish_period` a non-root node
 //! sends its local watermark (the lowest tick it and its subscribers need) to the
 //! provider, so the root's global watermark — and with it queue rotation — waits for the
 //! slowest node. A change of provider (`change-provider`, `takeover`) shows up in the
-//! state and the worker reconnects.
+//! state and the worker reconnects. Idle workers look again every `poll_interval` (they
+//! do not LISTEN for the daemon's tick notifications).
 
 use std::time::{Duration, Instant, SystemTime};
 
