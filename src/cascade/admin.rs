@@ -410,6 +410,11 @@ impl Admin {
             &[&q, &node_name, &m.location, &false],
         )
         .await?;
+        // A registration left from an earlier subscription (the provider was
+        // unreachable when the node moved away) would block the new one; 304 means none.
+        pc.query_one(sql::UNREGISTER_SUBSCRIBER, &[&q, &node_name])
+            .await
+            .map_err(sql_err(new_provider, "pgq_node.unregister_subscriber"))?;
         node::call(
             &pc,
             new_provider,
