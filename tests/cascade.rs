@@ -18,7 +18,8 @@
 //! - `two_clusters_branch_dies` (the Debian pgq/pgq_node extensions: compatibility
 //!   check): root in one cluster, branch and leaf in another; the branch's database is
 //!   dropped and its worker killed, the leaf moved to the root with `takeover --dead`;
-//!   no event lost or repeated.
+//!   no event lost or repeated. Its workers poll only every 3 s, so the measured lag
+//!   shows them woken by tick notifications (the daemon's, then the branch worker's).
 //! - `cli_commands_and_bad_input`: create/members through the binary, the worker as a
 //!   process stopped by SIGTERM (exit 0); unknown node, wrong node type, bad config,
 //!   missing schema: exit 2.
@@ -136,7 +137,13 @@ fn worker_cfg(connstr: &str) -> WorkerConfig {
 }
 
 fn spawn_worker(connstr: &str) -> Worker {
-    let cfg = worker_cfg(connstr);
+    spawn_worker_polling(connstr, Duration::from_millis(50))
+}
+
+/// A worker that looks for work every `poll` unless a tick notification wakes it.
+fn spawn_worker_polling(connstr: &str, poll: Duration) -> Worker {
+    let mut cfg = worker_cfg(connstr);
+    cfg.poll_interval = poll;
     let token = CancellationToken::new();
     let t = token.clone();
     let join = tokio::spawn(async move { run_worker(&cfg, &mut Recorder, &t).await });
@@ -286,7 +293,8 @@ async fn measure_lag(
     lags
 }
 
-fn report_lag(what: &str, lags: &[Duration]) -> Duration {
+/// Prints min/avg/max; returns (avg, max).
+fn report_lag(what: &str, lags: &[Duration]) -> (Duration, Duration) {
     let max = lags.iter().max().copied().unwrap_or_default();
     let min = lags.iter().min().copied().unwrap_or_default();
     let avg = lags.iter().sum::<Duration>() / lags.len().max(1) as u32;
@@ -294,7 +302,7 @@ fn report_lag(what: &str, lags: &[Duration]) -> Duration {
         "replication lag root -> leaf ({what}, {} markers): min {min:?} avg {avg:?} max {max:?}",
         lags.len()
     );
-    max
+    (avg, max)
 }
 
 /// The queue's non-cascade events in `db`: (ev_id, payload), ordered.
@@ -477,7 +485,7 @@ async fn three_nodes_in_one_cluster() {
     reader.await.expect("reader stopped");
 
     let lags = measure_lag(&c, "root1", (&c, "leaf1"), 10).await;
-    let max = report_lag("one cluster", &lags);
+    let (_, max) = report_lag("one cluster", &lags);
     assert!(max < Duration::from_secs(10), "lag {max:?}");
 
     let status = status_text(&leaf);
@@ -662,14 +670,21 @@ async fn two_clusters_branch_dies() {
         .expect("leaf");
     quick_ticks(&a, "root1");
     let daemon = daemon_support::Daemon::start(daemon_support::test_config(&a)).await;
-    let root_w = spawn_worker(&root);
-    let branch_w = spawn_worker(&branch);
-    let leaf_w = spawn_worker(&leaf);
+    // Workers that poll only every 3 s: the daemon's and the branch's tick
+    // notifications must wake them.
+    let poll = Duration::from_secs(3);
+    let root_w = spawn_worker_polling(&root, poll);
+    let branch_w = spawn_worker_polling(&branch, poll);
+    let leaf_w = spawn_worker_polling(&leaf, poll);
 
     produce(&a, "root1", "a", 300).await;
     let lags = measure_lag(&a, "root1", (&b, "leaf1"), 10).await;
-    let max = report_lag("two clusters", &lags);
+    let (avg, max) = report_lag("two clusters, woken by notifications", &lags);
     assert!(max < Duration::from_secs(10), "lag {max:?}");
+    assert!(
+        avg < Duration::from_millis(1500),
+        "workers not woken by ticks: avg lag {avg:?}"
+    );
     let mut expected = payloads("a", 300);
     expected.extend((0..10).map(|i| format!("lag-{i}")));
     expect_exactly_once(&[(&b, "leaf1")], "seen", &expected, "leaf via branch").await;
@@ -755,15 +770,15 @@ fn cli_commands_and_bad_input() {
         format!("queue_name = '{Q}'\ndb = \"{l}\"\nnode_name = 'l1'\npoll_interval = '100ms'\n"),
     )
     .expect("write config");
-    c.psql(
-        "r",
-        &format!("select pgq.insert_event('{Q}', 'ev', 'x'); select pgq.ticker('{Q}')"),
-    );
+    c.psql("r", &format!("select pgq.insert_event('{Q}', 'ev', 'x')"));
+    c.psql("r", &format!("select pgq.force_tick('{Q}')"));
+    c.psql("r", &format!("select pgq.ticker('{Q}')"));
     let top = daemon_support::last_tick(&c, "r", Q);
+    assert!(top > 1, "the root got a tick past the leaf's start");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgqd"))
         .args(["cascade", "worker", cfg_path.to_str().expect("utf-8 path")])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("worker.log")).expect("log file"))
         .spawn()
         .expect("start worker");
     common::wait_until_true(
@@ -782,7 +797,12 @@ fn cli_commands_and_bad_input() {
     )
     .expect("SIGTERM");
     let st = common::wait_exit(&mut child, Duration::from_secs(15));
-    assert_eq!(st.code(), Some(0), "worker exit after SIGTERM");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "worker exit after SIGTERM; its log:\n{}",
+        std::fs::read_to_string(dir.path().join("worker.log")).unwrap_or_default()
+    );
 
     // A leaf cannot feed a branch; the root cannot change provider.
     c.create_db("b");

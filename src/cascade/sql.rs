@@ -100,8 +100,12 @@ pub const COPY_EVENTS: &str = "select count(pgq.insert_event_raw($1, u.id, u.t, 
 pub const LOCAL_LAST_TICK: &str = "select t.tick_id from pgq.tick t \
      join pgq.queue q on q.queue_id = t.tick_queue \
      where q.queue_name = $1 order by t.tick_id desc limit 1";
-/// Ticks the branch's queue with the provider's tick (id, time, event sequence).
-pub const BRANCH_TICK: &str = "select pgq.ticker($1, $2, $3, $4)";
+/// Ticks the branch's queue with the provider's tick (id, time, event sequence), and
+/// tells the branch's listeners (consumers, the workers of its subscribers) as the
+/// daemon does for the ticks it makes: `NOTIFY pgqd_tick, '<queue>'` ($5 is the channel).
+pub const BRANCH_TICK: &str = "select pgq.ticker($1, $2, $3, $4), pg_catalog.pg_notify($5, $1)";
+/// Wakes the worker on its provider's ticks.
+pub const LISTEN: &str = "listen pgqd_tick";
 /// Queue figures for status: newest tick, its time and age.
 pub const QUEUE_INFO: &str = "select last_tick_id, extract(epoch from ticker_lag)::float8, \
      ev_new from pgq.get_queue_info($1)";

@@ -33,11 +33,13 @@
 //! sends its local watermark (the lowest tick it and its subscribers need) to the
 //! provider, so the root's global watermark — and with it queue rotation — waits for the
 //! slowest node. A change of provider (`change-provider`, `takeover`) shows up in the
-//! state and the worker reconnects. Idle workers look again every `poll_interval` (they
-//! do not LISTEN for the daemon's tick notifications).
+//! state and the worker reconnects. An idle worker waits for the provider's tick
+//! notification (`NOTIFY pgqd_tick, '<queue>'`: the daemon sends it for the root's ticks,
+//! a branch's worker for the ticks it copies) or `poll_interval`, whichever comes first.
 
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -110,11 +112,15 @@ pub async fn run_worker<H: BatchHandler>(
             reported = s;
             last_stats = Instant::now();
         }
-        if let Some(d) = wait {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(d) => {}
+        match wait {
+            Some(d) if d == cfg.poll_interval => w.wait_idle(d, stop).await,
+            Some(d) => {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(d) => {}
+                }
             }
+            None => {}
         }
     }
     tracing::info!(queue = %cfg.queue_name, batches = w.stats.batches, events = w.stats.events, "worker stopped");
@@ -127,12 +133,18 @@ struct NextBatch {
     tick_time: SystemTime,
 }
 
+/// The session on the provider, with its tick notifications.
+struct Provider {
+    location: String,
+    client: Client,
+    notes: mpsc::UnboundedReceiver<String>,
+}
+
 /// The worker's sessions and timers.
 struct Worker<'a> {
     cfg: &'a WorkerConfig,
     local: Option<Client>,
-    /// The provider's connection string and session.
-    provider: Option<(String, Client)>,
+    provider: Option<Provider>,
     /// The last state read, for error recording.
     state: Option<WorkerState>,
     last_local_wm: Option<Instant>,
@@ -172,19 +184,67 @@ impl<'a> Worker<'a> {
 
     async fn provider(&mut self, location: &str) -> Result<&Client, Error> {
         let stale = match &self.provider {
-            Some((loc, c)) => loc != location || c.is_closed(),
+            Some(p) => p.location != location || p.client.is_closed(),
             None => true,
         };
         if stale {
             self.provider = None;
-            let c = node::connect(location, &self.cfg.application_name).await?;
+            let settings = crate::conn::Settings {
+                application_name: self.cfg.application_name.clone(),
+                ..crate::conn::Settings::default()
+            };
+            let target = crate::conn::resolve(location, &settings)?;
+            let (client, notes) = crate::consumer::listen::connect(&target).await?;
+            client
+                .batch_execute(sql::LISTEN)
+                .await
+                .map_err(sql_err(&crate::conn::describe(&target), "listen"))?;
             tracing::info!(provider = %crate::conn::mask_connstr(location), "connected to provider");
-            self.provider = Some((location.to_string(), c));
+            self.provider = Some(Provider {
+                location: location.to_string(),
+                client,
+                notes,
+            });
         }
         self.provider
             .as_ref()
-            .map(|(_, c)| c)
+            .map(|p| &p.client)
             .ok_or_else(|| Error::State("no provider session".into()))
+    }
+
+    /// Waits for a tick notification of the queue from the provider, `d`, or `stop`.
+    /// Notifications that came while the worker was busy are dropped first: the next
+    /// look sees their ticks anyway.
+    async fn wait_idle(&mut self, d: Duration, stop: &CancellationToken) {
+        let queue = self.cfg.queue_name.as_str();
+        let sleep = tokio::time::sleep(d);
+        tokio::pin!(sleep);
+        let Some(p) = self.provider.as_mut() else {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = &mut sleep => {}
+            }
+            return;
+        };
+        while p.notes.try_recv().is_ok() {}
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = &mut sleep => return,
+                m = p.notes.recv() => match m {
+                    Some(n) if n == queue || n.is_empty() => return,
+                    Some(_) => {}
+                    None => {
+                        // The session is gone; the next look reconnects.
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = &mut sleep => {}
+                        }
+                        return;
+                    }
+                },
+            }
+        }
     }
 
     /// Best effort: the error goes into `local_state.cur_error` for `status`.
@@ -491,7 +551,13 @@ impl<'a> Worker<'a> {
                 local
                     .query_one(
                         sql::BRANCH_TICK,
-                        &[&queue, &b.tick_id, &tick_time, &event_seq],
+                        &[
+                            &queue,
+                            &b.tick_id,
+                            &tick_time,
+                            &event_seq,
+                            &crate::sql::TICK_CHANNEL,
+                        ],
                     )
                     .await
                     .map_err(sql_err(name, "pgq.ticker"))?;
