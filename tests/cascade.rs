@@ -697,6 +697,16 @@ async fn two_clusters_branch_dies() {
         b.psql("postgres", "drop database branch1 with (force)");
     };
     tokio::join!(more, kill);
+    // The leaf's worker cannot reach its provider: status says so.
+    let status = wait_for("the leaf's error in status", WAIT, || {
+        let s = status_text(&leaf);
+        let shown = s
+            .lines()
+            .any(|l| l.contains("leaf1") && l.contains("error:") && l.contains("branch1"));
+        async move { shown.then_some(s) }
+    })
+    .await;
+    println!("pgqd cascade status with the branch gone (leaf1):\n{status}");
     admin(&leaf)
         .takeover("branch1", "root1", true)
         .await

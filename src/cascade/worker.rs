@@ -288,31 +288,37 @@ impl<'a> Worker<'a> {
                 paused = st.paused, "node state changed"
             );
         }
+        self.state = Some(st.clone());
+        let step = if st.paused {
+            self.provider = None;
+            Step::Idle
+        } else if st.node_type == NodeType::Root {
+            self.provider = None;
+            self.root_duties(&st).await?;
+            Step::Idle
+        } else {
+            match self.next_batch(&st).await? {
+                None => {
+                    self.publish_local_wm(&st, None).await?;
+                    Step::Idle
+                }
+                Some(batch) => {
+                    self.apply(handler, &st, &batch).await?;
+                    self.publish_local_wm(&st, Some(batch.info.tick_id)).await?;
+                    Step::Batch
+                }
+            }
+        };
+        // The last failure stays visible (status) until a look goes through; an applied
+        // batch clears it already (set_consumer_completed).
         if st.cur_error.is_some() {
-            // A new look clears the last failure; a new failure records itself.
+            let local = self.local().await?;
             local
                 .query_one(sql::SET_ERROR, &[&queue, &st.worker_name, &None::<String>])
                 .await
                 .map_err(sql_err(&name, "pgq_node.set_consumer_error"))?;
         }
-        self.state = Some(st.clone());
-        if st.paused {
-            self.provider = None;
-            return Ok(Step::Idle);
-        }
-        if st.node_type == NodeType::Root {
-            self.provider = None;
-            self.root_duties(&st).await?;
-            return Ok(Step::Idle);
-        }
-        let batch = self.next_batch(&st).await?;
-        let Some(batch) = batch else {
-            self.publish_local_wm(&st, None).await?;
-            return Ok(Step::Idle);
-        };
-        self.apply(handler, &st, &batch).await?;
-        self.publish_local_wm(&st, Some(batch.info.tick_id)).await?;
-        Ok(Step::Batch)
+        Ok(step)
     }
 
     /// The root publishes its local watermark as the global one, which also travels
