@@ -42,11 +42,11 @@ use tokio_util::sync::CancellationToken;
 const Q: &str = "cq";
 const WAIT: Duration = Duration::from_secs(40);
 
-/// Creates `name` with pgq and pgq_node: ours (the `node` component) unless `real`,
-/// or when our pgq_node is not built in yet.
+/// Creates `name` with pgq and pgq_node: ours (the `pgq` and `node` components), or
+/// with `real` the Debian pgq 3.5 and pgq_node 3.5 extensions.
 fn node_db(c: &TestCluster, name: &str, real: bool) {
     c.create_db(name);
-    if real || pgqd::schema::component("node").is_none() {
+    if real {
         c.psql(name, "create extension pgq; create extension pgq_node;");
     } else {
         install_schema(c, name, &["pgq", "node"]);
@@ -816,7 +816,7 @@ fn cli_commands_and_bad_input() {
 
     // A leaf cannot feed a branch; the root cannot change provider.
     c.create_db("b");
-    install_node_schema_like(&c, "b");
+    install_schema(&c, "b", &["pgq", "node"]);
     let b = c.connstr("b");
     let o = pgqd(&[
         "cascade",
@@ -920,13 +920,4 @@ fn cli_commands_and_bad_input() {
     let good = write("good.toml", &format!("queue_name = '{Q}'\ndb = \"{l}\"\n"));
     let o = pgqd(&["cascade", "members", "--config", &good]);
     assert_eq!(code(&o), 0, "{}", err(&o));
-}
-
-/// A database with pgq and pgq_node but no node.
-fn install_node_schema_like(c: &TestCluster, db: &str) {
-    if pgqd::schema::component("node").is_none() {
-        c.psql(db, "create extension pgq; create extension pgq_node;");
-    } else {
-        install_schema(c, db, &["pgq", "node"]);
-    }
 }
