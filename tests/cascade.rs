@@ -20,6 +20,9 @@
 //!   dropped and its worker killed, the leaf moved to the root with `takeover --dead`;
 //!   no event lost or repeated. Its workers poll only every 3 s, so the measured lag
 //!   shows them woken by tick notifications (the daemon's, then the branch worker's).
+//! - `python_worker_and_admin_on_our_cascade`: Debian's python `CascadedWorker` keeps
+//!   the branch of a cascade our admin created, our worker reads it for the leaf, and
+//!   python's admin `status` shows the tree.
 //! - `cli_commands_and_bad_input`: create/members through the binary, the worker as a
 //!   process stopped by SIGTERM (exit 0); unknown node, wrong node type, bad config,
 //!   missing schema: exit 2.
@@ -920,4 +923,127 @@ fn cli_commands_and_bad_input() {
     let good = write("good.toml", &format!("queue_name = '{Q}'\ndb = \"{l}\"\n"));
     let o = pgqd(&["cascade", "members", "--config", &good]);
     assert_eq!(code(&o), 0, "{}", err(&o));
+}
+
+/// A child process killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Debian's python cascade code (tests/python/cascade.py) against ours on one cascade:
+/// nodes made by our admin, the branch kept by python's `CascadedWorker`, the leaf by
+/// our worker reading the branch python keeps; python's admin shows the tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_worker_and_admin_on_our_cascade() {
+    const PYTHON: &str = "/usr/bin/python3";
+    assert!(
+        std::path::Path::new(PYTHON).exists(),
+        "{PYTHON} missing: install python3-pgq (scripts/setup.sh)"
+    );
+    let c = TestCluster::start();
+    for db in ["root1", "branch1", "leaf1"] {
+        node_db(&c, db, false);
+    }
+    let (root, branch, leaf) = (c.connstr("root1"), c.connstr("branch1"), c.connstr("leaf1"));
+    admin(&root)
+        .create(&spec(NodeType::Root, "root1", None))
+        .await
+        .expect("root");
+    let mut b = spec(NodeType::Branch, "branch1", Some(root.clone()));
+    b.worker = Some("branch1_worker".into());
+    admin(&branch).create(&b).await.expect("branch");
+    admin(&leaf)
+        .create(&spec(NodeType::Leaf, "leaf1", Some(branch.clone())))
+        .await
+        .expect("leaf");
+    quick_ticks(&c, "root1");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/cascade.py");
+    let ini = |name: &str, section: &str, keys: &[(&str, &str)]| {
+        let mut text = format!("[{section}]\n");
+        for (k, v) in keys {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        let p = c.dir.join(format!("{name}.ini"));
+        std::fs::write(&p, text).expect("write ini");
+        p
+    };
+    let worker_ini = ini(
+        "py_branch_worker",
+        "cascade_worker",
+        &[
+            ("job_name", "branch1_worker"),
+            ("queue_name", Q),
+            ("db", &branch),
+            ("loop_delay", "0.05"),
+            ("exception_sleep", "0.2"),
+            ("idle_rounds", "1000000"),
+        ],
+    );
+    let log_path = c.dir.join("py_branch_worker.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let py_worker = Child(
+        Command::new(PYTHON)
+            .arg(&script)
+            .arg("worker")
+            .arg(&worker_ini)
+            .env_remove("PYTHONPATH")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the python worker"),
+    );
+    let daemon = daemon_support::Daemon::start(daemon_support::test_config(&c)).await;
+    let root_w = spawn_worker(&root);
+    let leaf_w = spawn_worker(&leaf);
+
+    produce(&c, "root1", "p", 200).await;
+    let expected = payloads("p", 200);
+    expect_exactly_once(
+        &[(&c, "leaf1")],
+        "seen",
+        &expected,
+        "leaf behind python's branch",
+    )
+    .await;
+    wait_for("python's branch holds the root's events", WAIT, || {
+        let same = queue_events(&c, "branch1") == queue_events(&c, "root1");
+        async move { same.then_some(()) }
+    })
+    .await;
+    let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(!log_text.contains("Traceback"), "python worker: {log_text}");
+
+    let admin_ini = ini(
+        "py_admin",
+        "cascade_admin",
+        &[("job_name", "py_admin"), ("queue_name", Q), ("db", &leaf)],
+    );
+    let out = Command::new(PYTHON)
+        .arg(&script)
+        .arg("admin")
+        .arg(&admin_ini)
+        .arg("status")
+        .env_remove("PYTHONPATH")
+        .output()
+        .expect("run python admin");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("python cascade admin status:\n{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for n in ["root1", "branch1", "leaf1"] {
+        assert!(text.contains(n), "{text}");
+    }
+    drop(py_worker);
+    root_w.stop().await;
+    leaf_w.stop().await;
+    daemon.stop().await.expect("daemon stops");
 }
