@@ -3,9 +3,8 @@
 //! Grammar: `pgqd [OPTIONS] [CONFIG]` runs the daemon in the foreground with CONFIG
 //! (`pgqd.toml`, or the C pgqd's `pgqd.ini`: told apart by extension, else by content);
 //! `pgqd --config FILE` is the same (needed when the file is named like a subcommand);
-//! `pgqd SUBCOMMAND …` runs a command and exits. Every subcommand name the product will
-//! have is reserved here; those of later issues answer "not implemented yet (issue #N)"
-//! with exit code 2. The C pgqd's flags work as before: `-s`/`-k`/`-r` signal the
+//! `pgqd SUBCOMMAND …` runs a command and exits (`pgqd cascade …` groups the cascade's
+//! commands and its worker). The C pgqd's flags work as before: `-s`/`-k`/`-r` signal the
 //! running instance found through the pidfile, `-d` daemonizes.
 //!
 //! Exit codes: 0 clean stop, 1 runtime failure, 2 usage or config error.
@@ -87,18 +86,6 @@ enum LogFormatArg {
     Json,
 }
 
-/// Arguments of a reserved subcommand: anything, so the answer is always "not yet".
-#[derive(Args, Debug)]
-struct Reserved {
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        hide = true,
-        num_args = 0..
-    )]
-    args: Vec<String>,
-}
-
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Install or upgrade the SQL components in one database.
@@ -133,22 +120,11 @@ enum Command {
     ///
     /// Example: pgqd dispatcher /etc/pgqd/archive.toml
     Dispatcher(ToolArgs),
-    /// Cascading queues and replication (issue #11; not implemented yet).
-    Cascade(Reserved),
-}
-
-impl Command {
-    /// For a reserved command: its name and the issue that will implement it.
-    fn reserved(&self) -> Option<(&'static str, u32)> {
-        Some(match self {
-            Command::Install(_)
-            | Command::Admin(_)
-            | Command::Mover(_)
-            | Command::Splitter(_)
-            | Command::Dispatcher(_) => return None,
-            Command::Cascade(_) => ("cascade", 11),
-        })
-    }
+    /// Cascading queues: create root/branch/leaf nodes, status, takeover, the worker.
+    ///
+    /// Example: pgqd cascade status --queue events --db "dbname=app"
+    #[command(subcommand)]
+    Cascade(pgqd::cascade::cli::CascadeCmd),
 }
 
 /// Connection options shared by the commands that act on one database.
@@ -197,11 +173,7 @@ fn main() -> ExitCode {
         Some(Command::Dispatcher(a)) => {
             ExitCode::from(tools::main(tools::Kind::Dispatcher, &a, daemonize))
         }
-        Some(other) => {
-            let (name, issue) = other.reserved().unwrap_or(("?", 3));
-            eprintln!("pgqd {name}: not implemented yet (issue #{issue})");
-            ExitCode::from(EXIT_USAGE)
-        }
+        Some(Command::Cascade(cmd)) => ExitCode::from(pgqd::cascade::cli::run(&cmd)),
         None => ExitCode::from(run_daemon_cli(&cli)),
     }
 }

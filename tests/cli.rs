@@ -114,16 +114,12 @@ fn check_config_ok_and_bad() {
 }
 
 #[test]
-fn reserved_subcommands_exit_2_and_name_their_issue() {
-    // Issue #5's commands are implemented (tests/admin_cli.rs), issue #10's tools too
-    // (tests/tools.rs); this one is still reserved.
-    let (name, issue) = ("cascade", 11);
-    let o = pgqd(&[name, "some-arg", "--some-flag"]);
-    assert_eq!(code(&o), 2, "{name}");
-    assert_eq!(
-        stderr(&o).trim(),
-        format!("pgqd {name}: not implemented yet (issue #{issue})")
-    );
+fn unknown_cascade_subcommand_exits_2() {
+    // Every reserved subcommand is implemented now (cascade: tests/cascade.rs); a bad
+    // word under one is a usage error.
+    let o = pgqd(&["cascade", "some-arg", "--some-flag"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("some-arg"), "{}", stderr(&o));
 }
 
 #[test]

@@ -58,7 +58,7 @@
 
 pub mod event;
 pub mod failed;
-mod listen;
+pub(crate) mod listen;
 mod run;
 mod sql;
 
