@@ -11,7 +11,9 @@ use std::fs;
 use std::path::Path;
 
 /// Component directories under `sql/`, in the order `pgqd install` applies them.
-const COMPONENTS: &[&str] = &["pgq", "pgq_ext", "pgq_coop", "triggers", "pgq_node"];
+const COMPONENTS: &[&str] = &[
+    "pgq", "pgq_ext", "pgq_coop", "triggers", "pgq_node", "replica",
+];
 
 fn main() {
     let root = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");

@@ -18,6 +18,7 @@
 //! - [`consumer`]: the consumer library (plain, remote, serial, coop) the tools are built on;
 //! - [`tools`]: `pgqd mover`, `splitter`, `dispatcher`: remote consumers run like the daemon;
 //! - [`cascade`]: cascading queues (pgq_node) and table replication on top (issue #11);
+//! - [`replica`]: londiste-style table replication through a cascaded queue (capture, copy, apply, compare);
 //! - [`cli`]: subcommands that act on a database and exit (`install`, `migrate`, `status`, …).
 
 pub mod cascade;
@@ -29,6 +30,7 @@ pub mod daemon;
 pub mod http;
 pub mod logging;
 pub mod pgerr;
+pub mod replica;
 pub mod restore;
 pub mod schema;
 pub mod sql;

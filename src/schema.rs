@@ -26,6 +26,7 @@ const NAMES: &[(&str, &str, &str)] = &[
     ("coop", "pgq_coop", "pgq_coop"),
     ("triggers", "triggers", "pgq"),
     ("node", "pgq_node", "pgq_node"),
+    ("replica", "replica", "pgq_replica"),
 ];
 
 /// Every component that has at least one file in this build, in install order.

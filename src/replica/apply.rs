@@ -1,0 +1,329 @@
+//! The applier: a [`BatchHandler`] that applies the row changes of a batch to this
+//! node's copies of the registered tables, in the worker's subscriber transaction (so a
+//! batch is applied exactly when the node's position moves past it).
+//!
+//! Per event, by the state of its table (`ev_extra1`) in `pgq_replica.table_info`:
+//! - not registered, `root`, `copy` → skipped (the initial copy will bring the row);
+//! - `catching-up` → skipped when the copy's snapshot sees the event's transaction
+//!   (`ev_txid`), applied otherwise;
+//! - `ok` → applied.
+//!
+//! The copy/stream merge rule (also in docs/replication.md): on the provider, a change
+//! to a replicated table and its event are written by one transaction (the capture
+//! trigger on the root; the cascade worker's apply-and-copy on a branch, where
+//! `insert_event_raw` stamps the event with that transaction's id). So "the copy holds
+//! this change" is exactly "the copy's snapshot sees the event's ev_txid". A batch that
+//! holds any event whose transaction began after the snapshot (`txid >= xmax`) ends at a
+//! tick that sees everything the copy saw, so no later batch can hold an event the copy
+//! has: the table turns `ok` after such a batch.
+//!
+//! Statements are prepared once per batch and sent pipelined in chunks: tokio-postgres
+//! sends queued requests in order on one connection, so order is kept.
+
+use std::collections::HashMap;
+
+use futures::future::try_join_all;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Statement, Transaction};
+
+use crate::cascade::{BatchHandler, NodeCtx};
+use crate::consumer::{BatchInfo, BoxError, Event};
+
+use super::change::{self, Op, Payload};
+use super::meta::TableMeta;
+use super::snapshot::Snapshot;
+use super::{Error, sql};
+
+/// How many statements go out in one pipelined round.
+const CHUNK: usize = 500;
+
+/// Counters of one applier since it started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Batches handled.
+    pub batches: u64,
+    /// Row changes applied.
+    pub applied: u64,
+    /// Events skipped (other tables, tables still copying, changes the copy holds).
+    pub skipped: u64,
+    /// Updates and deletes that found no row (the copy differs: see `compare`).
+    pub missing_rows: u64,
+}
+
+/// The replication handler for the cascade worker.
+#[derive(Debug, Default)]
+pub struct Applier {
+    /// What it did so far.
+    pub stats: ApplyStats,
+}
+
+impl Applier {
+    /// A new applier.
+    pub fn new() -> Applier {
+        Applier::default()
+    }
+}
+
+impl BatchHandler for Applier {
+    async fn handle_batch(
+        &mut self,
+        tx: &Transaction<'_>,
+        node: &NodeCtx,
+        batch: &BatchInfo,
+        events: &[Event],
+    ) -> Result<(), BoxError> {
+        let s = apply_batch(tx, &node.queue_name, batch, events).await?;
+        self.stats.batches += 1;
+        self.stats.applied += s.applied;
+        self.stats.skipped += s.skipped;
+        self.stats.missing_rows += s.missing_rows;
+        Ok(())
+    }
+}
+
+enum TableState {
+    Skip,
+    CatchingUp(Snapshot),
+    Ok,
+}
+
+struct Pending {
+    stmt: Statement,
+    params: Vec<Option<String>>,
+    counts: bool,
+    ev_id: i64,
+}
+
+fn sql_err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> Error + '_ {
+    move |source| Error::Sql {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// Applies one batch in `tx` (see the module doc); returns what it did.
+pub async fn apply_batch(
+    tx: &Transaction<'_>,
+    queue: &str,
+    batch: &BatchInfo,
+    events: &[Event],
+) -> Result<ApplyStats, Error> {
+    tx.execute(sql::LOCK_SHARED, &[&queue])
+        .await
+        .map_err(sql_err("locking the queue's replication state"))?;
+    if let Some(row) = tx
+        .query_opt(sql::PAUSE, &[&queue])
+        .await
+        .map_err(sql_err("reading pgq_replica.queue_info"))?
+        && let Some(pause) = row.get::<_, Option<i64>>(0)
+        && batch.tick_id > pause
+    {
+        return Err(Error::Paused {
+            tick: pause,
+            batch_tick: batch.tick_id,
+        });
+    }
+    let mut states: HashMap<String, TableState> = HashMap::new();
+    for r in tx
+        .query(sql::TABLES, &[&queue])
+        .await
+        .map_err(sql_err("reading pgq_replica.table_info"))?
+    {
+        let name: String = r.get(0);
+        let state: String = r.get(1);
+        let snap: Option<String> = r.get(2);
+        let st = match state.as_str() {
+            "ok" => TableState::Ok,
+            "catching-up" => match snap.as_deref().and_then(Snapshot::parse) {
+                Some(s) => TableState::CatchingUp(s),
+                None => {
+                    return Err(Error::Refused(format!(
+                        "table {name} is catching-up without a copy snapshot; copy it again"
+                    )));
+                }
+            },
+            _ => TableState::Skip,
+        };
+        states.insert(name, st);
+    }
+
+    let mut stats = ApplyStats {
+        batches: 1,
+        ..ApplyStats::default()
+    };
+    let mut metas: HashMap<String, TableMeta> = HashMap::new();
+    let mut stmts: HashMap<String, Statement> = HashMap::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    for ev in events {
+        let Some(table) = ev.extra1.as_deref() else {
+            stats.skipped += 1;
+            continue;
+        };
+        let apply = match states.get(table) {
+            None | Some(TableState::Skip) => false,
+            Some(TableState::CatchingUp(s)) => !ev.txid.is_some_and(|t| s.sees(t)),
+            Some(TableState::Ok) => true,
+        };
+        if !apply {
+            stats.skipped += 1;
+            continue;
+        }
+        let bad = |msg: String| Error::Event {
+            ev_id: ev.id,
+            table: table.to_string(),
+            msg,
+        };
+        let ch = change::decode(ev).map_err(|e| bad(e.to_string()))?;
+        if !metas.contains_key(table) {
+            let m = TableMeta::load(tx, table)
+                .await
+                .map_err(sql_err("reading a table's columns"))?
+                .ok_or_else(|| bad("the table is registered but does not exist here".into()))?;
+            metas.insert(table.to_string(), m);
+        }
+        let meta = &metas[table];
+        let Some((text, params, counts)) = statement(meta, &ch).map_err(bad)? else {
+            stats.skipped += 1;
+            continue;
+        };
+        let stmt = match stmts.get(&text) {
+            Some(s) => s.clone(),
+            None => {
+                let s = tx.prepare(&text).await.map_err(|source| Error::Sql {
+                    what: format!("preparing {text}"),
+                    source,
+                })?;
+                stmts.insert(text, s.clone());
+                s
+            }
+        };
+        pending.push(Pending {
+            stmt,
+            params,
+            counts,
+            ev_id: ev.id,
+        });
+        stats.applied += 1;
+        if pending.len() >= CHUNK {
+            stats.missing_rows += flush(tx, &mut pending).await?;
+        }
+    }
+    stats.missing_rows += flush(tx, &mut pending).await?;
+
+    for (name, st) in &states {
+        if let TableState::CatchingUp(s) = st
+            && events.iter().any(|e| e.txid.is_some_and(|t| s.is_after(t)))
+        {
+            tx.execute(sql::SET_OK, &[&queue, name])
+                .await
+                .map_err(sql_err("marking a table caught up"))?;
+            tracing::info!(queue, table = %name, tick = batch.tick_id, "table caught up with its copy");
+        }
+    }
+    tx.execute(
+        sql::BATCH_DONE,
+        &[
+            &queue,
+            &batch.tick_id,
+            &(stats.applied as i64),
+            &(events.len() as i64),
+        ],
+    )
+    .await
+    .map_err(sql_err("recording the batch in pgq_replica.queue_info"))?;
+    Ok(stats)
+}
+
+/// Runs the queued statements pipelined; returns how many updates/deletes found no row.
+async fn flush(tx: &Transaction<'_>, pending: &mut Vec<Pending>) -> Result<u64, Error> {
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let results = try_join_all(pending.iter().map(|p| {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            p.params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        async move {
+            tx.execute(&p.stmt, &params)
+                .await
+                .map(|n| (n, p.counts, p.ev_id))
+        }
+    }))
+    .await
+    .map_err(sql_err("applying row changes"))?;
+    let mut missing = 0;
+    for (n, counts, ev_id) in results {
+        if counts && n == 0 {
+            missing += 1;
+            tracing::warn!(
+                ev_id,
+                "update or delete found no row: the copy differs from its provider (run compare)"
+            );
+        }
+    }
+    pending.clear();
+    Ok(missing)
+}
+
+type Built = Option<(String, Vec<Option<String>>, bool)>;
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The statement text, its parameters and whether it must touch a row; `None` when the
+/// change needs no statement (an update of key columns only).
+fn statement(meta: &TableMeta, ch: &change::Change) -> Result<Built, String> {
+    let take = |pairs: &[(String, Option<String>)]| -> (Vec<String>, Vec<Option<String>>) {
+        pairs.iter().map(|(n, v)| (n.clone(), v.clone())).unzip()
+    };
+    match (&ch.op, &ch.payload) {
+        (Op::Truncate, _) => Ok(Some((format!("truncate {}", meta.quoted), vec![], false))),
+        (Op::Insert, Payload::Row(set)) | (Op::Insert, Payload::Sql { set, .. }) => {
+            let (cols, vals) = take(set);
+            Ok(Some((meta.insert_sql(&refs(&cols))?, vals, false)))
+        }
+        (Op::Update, Payload::Sql { set, key }) => {
+            let (cols, mut vals) = take(set);
+            let (kc, kv) = take(key);
+            vals.extend(kv);
+            Ok(Some((
+                meta.update_sql(&refs(&cols), &refs(&kc))?,
+                vals,
+                true,
+            )))
+        }
+        (Op::Delete, Payload::Sql { key, .. }) => {
+            let (kc, kv) = take(key);
+            Ok(Some((meta.delete_sql(&refs(&kc))?, kv, true)))
+        }
+        (op, Payload::Row(row)) => {
+            let value = |c: &str| -> Result<Option<String>, String> {
+                row.iter()
+                    .find(|(n, _)| n == c)
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| format!("event has no value for key column {c:?}"))
+            };
+            let key = meta.key.clone();
+            let kv = key
+                .iter()
+                .map(|c| value(c))
+                .collect::<Result<Vec<_>, _>>()?;
+            if *op == Op::Delete {
+                return Ok(Some((meta.delete_sql(&refs(&key))?, kv, true)));
+            }
+            let set: Vec<_> = row.iter().filter(|(n, _)| !key.contains(n)).collect();
+            if set.is_empty() {
+                return Ok(None);
+            }
+            let cols: Vec<String> = set.iter().map(|(n, _)| n.clone()).collect();
+            let mut vals: Vec<Option<String>> = set.iter().map(|(_, v)| v.clone()).collect();
+            vals.extend(kv);
+            Ok(Some((
+                meta.update_sql(&refs(&cols), &refs(&key))?,
+                vals,
+                true,
+            )))
+        }
+        (_, Payload::None) => Err("event has no data".into()),
+    }
+}

@@ -1,0 +1,468 @@
+//! Table replication (issue #11 part 3) end to end on one throwaway cluster: a root, a
+//! branch and a leaf (three databases), tables copied root → branch → leaf while
+//! inserts, updates and deletes run on the root, then compared equal (checksums through
+//! `compare`, and the rows themselves); a table with a composite key and awkward values
+//! (sqltriga), a key-less table refused, and a broken row found by compare and fixed by
+//! the SQL repair hints.
+//!
+//! The cascade hops run in a small test-local loop (the provider's `next_batch` /
+//! `get_batch_events` / `finish_batch`; on the subscriber one transaction with the
+//! applier, the event copy and the tick on a branch), the shape the cascade worker has.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{TestCluster, install_schema, wait_for};
+use pgqd::cascade::{BatchHandler, NodeCtx, NodeType};
+use pgqd::consumer::{BatchInfo, Event};
+use pgqd::replica::{Applier, compare, copy};
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+const Q: &str = "rq";
+const WAIT: Duration = Duration::from_secs(40);
+
+const TABLES_SQL: &str = "
+create table public.orders (id int primary key, cust text not null, amount numeric(12,2), note text);
+create table public.\"Awk ward\" (a text, b int, t text, n numeric, bin bytea, ts timestamptz, j jsonb,
+                                  primary key (a, b));
+create table public.nokey (x int);
+";
+
+fn setup_node(c: &TestCluster, db: &str) {
+    c.create_pgq_db(db);
+    install_schema(c, db, &["triggers", "replica"]);
+    c.psql(db, TABLES_SQL);
+}
+
+/// One pass of a cascade hop: the next batch of `prov` applied on `sub` (and copied into
+/// `sub`'s queue when `branch`). Returns whether there was a batch.
+async fn hop_once(
+    prov: &Client,
+    sub: &mut Client,
+    ctx: &NodeCtx,
+    branch: bool,
+    applier: &mut Applier,
+) -> Result<bool, pgqd::consumer::BoxError> {
+    let row = prov
+        .query_one(
+            "select batch_id, cur_tick_id, prev_tick_id, cur_tick_time::text, \
+                    prev_tick_time::text, cur_tick_event_seq \
+               from pgq.next_batch_info($1, $2)",
+            &[&ctx.queue_name, &ctx.worker_name],
+        )
+        .await?;
+    let Some(batch_id) = row.get::<_, Option<i64>>(0) else {
+        return Ok(false);
+    };
+    let info = BatchInfo {
+        batch_id,
+        tick_id: row.get(1),
+        prev_tick_id: row.get(2),
+        tick_time: row.get(3),
+        prev_tick_time: row.get(4),
+        lag: Duration::ZERO,
+    };
+    let seq: i64 = row.get(5);
+    let events: Vec<Event> = prov
+        .query(
+            "select ev_id, ev_time, ev_txid, ev_retry, ev_type, ev_data, ev_extra1, \
+                    ev_extra2, ev_extra3, ev_extra4 from pgq.get_batch_events($1)",
+            &[&batch_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Event {
+            id: r.get(0),
+            time: r.get(1),
+            txid: r.get(2),
+            retry: r.get(3),
+            ev_type: r.get(4),
+            data: r.get(5),
+            extra1: r.get(6),
+            extra2: r.get(7),
+            extra3: r.get(8),
+            extra4: r.get(9),
+        })
+        .collect();
+    let tx = sub.transaction().await?;
+    applier.handle_batch(&tx, ctx, &info, &events).await?;
+    if branch {
+        for e in &events {
+            tx.execute(
+                "select pgq.insert_event_raw($1, $2, $3, null, null, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &ctx.queue_name,
+                    &e.id,
+                    &e.time,
+                    &e.ev_type,
+                    &e.data,
+                    &e.extra1,
+                    &e.extra2,
+                    &e.extra3,
+                    &e.extra4,
+                ],
+            )
+            .await?;
+        }
+        tx.execute(
+            "select pgq.ticker($1, $2, $3::text::timestamptz, $4)",
+            &[&ctx.queue_name, &info.tick_id, &info.tick_time, &seq],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    prov.execute("select pgq.finish_batch($1)", &[&batch_id])
+        .await?;
+    Ok(true)
+}
+
+/// Runs a hop until `stop`; errors (a compare's pause) are retried after 20 ms.
+fn spawn_hop(
+    c: &TestCluster,
+    prov_db: &str,
+    sub_db: &str,
+    branch: bool,
+    stop: CancellationToken,
+) -> JoinHandle<pgqd::replica::ApplyStats> {
+    let worker = format!("{sub_db}_worker");
+    let ctx = NodeCtx {
+        queue_name: Q.into(),
+        node_name: sub_db.into(),
+        node_type: if branch {
+            NodeType::Branch
+        } else {
+            NodeType::Leaf
+        },
+        worker_name: worker.clone(),
+        provider_node: prov_db.into(),
+        provider_connstr: c.connstr(prov_db),
+    };
+    let pcfg = c.config(prov_db);
+    let scfg = c.config(sub_db);
+    tokio::spawn(async move {
+        let connect = |cfg: tokio_postgres::Config| async move {
+            let (cl, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(conn);
+            cl
+        };
+        let prov = connect(pcfg).await;
+        let mut sub = connect(scfg).await;
+        prov.execute("select pgq.register_consumer($1, $2)", &[&Q, &worker])
+            .await
+            .expect("register");
+        let mut applier = Applier::new();
+        while !stop.is_cancelled() {
+            match hop_once(&prov, &mut sub, &ctx, branch, &mut applier).await {
+                Ok(true) => {}
+                Ok(false) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        applier.stats
+    })
+}
+
+/// The root's ticker: what the daemon does, every 30 ms.
+fn spawn_ticker(c: &TestCluster, stop: CancellationToken) -> JoinHandle<()> {
+    let cfg = c.config("root");
+    tokio::spawn(async move {
+        let (cl, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        while !stop.is_cancelled() {
+            let _ = cl.execute("select pgq.ticker($1)", &[&Q]).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    })
+}
+
+/// Inserts, updates and deletes on the root in small transactions until `stop`; returns
+/// how many transactions it committed.
+fn spawn_dml(c: &TestCluster, stop: CancellationToken) -> JoinHandle<u64> {
+    let cfg = c.config("root");
+    tokio::spawn(async move {
+        let (mut cl, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        let mut n: i64 = 0;
+        while !stop.is_cancelled() {
+            n += 1;
+            let tx = cl.transaction().await.expect("begin");
+            tx.execute(
+                "insert into orders values (100000 + $1::int8::int, 'new', $1::int8 % 1000, 'during copy')",
+                &[&n],
+            )
+            .await
+            .expect("insert");
+            tx.execute(
+                "update orders set amount = amount + 1, note = note || '+' where id = ($1::int8 * 7919 % 20000)::int",
+                &[&n],
+            )
+            .await
+            .expect("update");
+            tx.execute(
+                "delete from orders where id = ($1::int8 * 104729 % 20000)::int",
+                &[&n],
+            )
+            .await
+            .expect("delete");
+            tx.execute(
+                "update \"Awk ward\" set n = n + 1, t = t || E'\\n''x''' where b = ($1::int8 % 50)::int",
+                &[&n],
+            )
+            .await
+            .expect("update awk");
+            tx.commit().await.expect("commit");
+        }
+        n as u64
+    })
+}
+
+async fn state(c: &Client, table: &str) -> String {
+    c.query_one(
+        "select state from pgq_replica.table_info where queue_name = $1 and table_name = $2",
+        &[&Q, &table],
+    )
+    .await
+    .map(|r| r.get(0))
+    .unwrap_or_default()
+}
+
+/// The table's rows in key order as one text (what "equal" means, directly).
+fn rows(c: &TestCluster, db: &str, table: &str, order: &str) -> String {
+    c.psql(
+        db,
+        &format!("select md5(coalesce(string_agg(x::text, '|' order by {order}), '')) || ':' || count(*) from {table} x"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicates_root_branch_leaf_with_dml_during_copy() {
+    let t0 = Instant::now();
+    let c = TestCluster::start();
+    for db in ["root", "branch", "leaf"] {
+        setup_node(&c, db);
+    }
+    c.psql(
+        "root",
+        &format!(
+            "select pgq.create_queue('{Q}'); \
+             select pgq.set_queue_config('{Q}', 'ticker_max_count', '50'); \
+             select pgq.set_queue_config('{Q}', 'ticker_max_lag', '0.05 seconds'); \
+             select pgq.set_queue_config('{Q}', 'ticker_idle_period', '0.2 seconds'); \
+             insert into orders select i, 'c' || (i % 97), i * 1.5, case when i % 3 = 0 then null else 'n' || i end \
+               from generate_series(0, 19999) i; \
+             insert into \"Awk ward\" select 'k''ey \"' || i || E'\\n' || 'é€', i, \
+                    E'quote '' dq \" bs \\\\ nl \\n tab \\t & = % + ; , : / ü 日本', \
+                    case when i % 5 = 0 then null else i / 7.0 end, \
+                    case when i % 4 = 0 then null else decode('00ff5c27' || lpad(to_hex(i), 4, '0'), 'hex') end, \
+                    timestamptz '2024-02-29 23:59:59.123456+05:30' + i * interval '1 hour', \
+                    jsonb_build_object('k', i, 's', E'a\"b\\\\c', 'arr', jsonb_build_array(1, null, 'x')) \
+               from generate_series(0, 99) i;"
+        ),
+    );
+    c.psql(
+        "branch",
+        &format!(
+            "select pgq.create_queue('{Q}'); select pgq.set_queue_config('{Q}', 'external_ticker', 'true');"
+        ),
+    );
+    let root = c.connect("root").await;
+    let mut branch = c.connect("branch").await;
+    let mut leaf = c.connect("leaf").await;
+
+    // capture on the root; registration (state copy) on the subscribers
+    for (cl, is_root) in [(&root, true), (&branch, false), (&leaf, false)] {
+        let st: String = cl
+            .query_one(
+                "select pgq_replica.add_table($1, 'orders', $2)",
+                &[&Q, &is_root],
+            )
+            .await
+            .expect("add orders")
+            .get(0);
+        assert_eq!(st, if is_root { "root" } else { "copy" });
+        cl.query_one(
+            "select pgq_replica.add_table($1, 'public.\"Awk ward\"', $2, 'sqltriga')",
+            &[&Q, &is_root],
+        )
+        .await
+        .expect("add awkward");
+    }
+    // a table without a primary key is refused with a clear message
+    let err = root
+        .query_one("select pgq_replica.add_table($1, 'nokey', true)", &[&Q])
+        .await
+        .expect_err("nokey must be refused");
+    let msg = pgqd::pgerr::describe(&err);
+    assert!(
+        msg.contains("55000") && msg.contains("without a primary key"),
+        "{msg}"
+    );
+
+    let stop = CancellationToken::new();
+    let ticker = spawn_ticker(&c, stop.clone());
+    let hop_b = spawn_hop(&c, "root", "branch", true, stop.clone());
+    let hop_l = spawn_hop(&c, "branch", "leaf", false, stop.clone());
+    let dml_stop = CancellationToken::new();
+    let dml = spawn_dml(&c, dml_stop.clone());
+    // let some changes queue up (and be skipped: the tables are still in state copy)
+    wait_for("DML on the root", WAIT, || async {
+        let n: i64 = root
+            .query_one("select count(*) from orders where id >= 100000", &[])
+            .await
+            .ok()?
+            .get(0);
+        (n >= 30).then_some(())
+    })
+    .await;
+
+    // copy root -> branch while the DML runs
+    let mut root_c = c.connect("root").await;
+    let mut copies = Vec::new();
+    for t in ["public.orders", "public.Awk ward"] {
+        let r = copy::copy_table(&mut branch, &mut root_c, Q, t, "root", false)
+            .await
+            .unwrap_or_else(|e| panic!("copy {t} into branch: {e}"));
+        copies.push(r);
+    }
+    for t in ["public.orders", "public.Awk ward"] {
+        wait_for("branch tables caught up", WAIT, || async {
+            (state(&branch, t).await == "ok").then_some(())
+        })
+        .await;
+    }
+    // a second copy without --force is refused
+    let again = copy::copy_table(&mut branch, &mut root_c, Q, "public.orders", "root", false).await;
+    assert!(
+        matches!(&again, Err(pgqd::replica::Error::Refused(m)) if m.contains("--force")),
+        "{again:?}"
+    );
+    // branch -> leaf, still under DML
+    let mut branch_c = c.connect("branch").await;
+    for t in ["public.orders", "public.Awk ward"] {
+        let r = copy::copy_table(&mut leaf, &mut branch_c, Q, t, "branch", false)
+            .await
+            .unwrap_or_else(|e| panic!("copy {t} into leaf: {e}"));
+        copies.push(r);
+    }
+    for t in ["public.orders", "public.Awk ward"] {
+        wait_for("leaf tables caught up", WAIT, || async {
+            (state(&leaf, t).await == "ok").then_some(())
+        })
+        .await;
+    }
+    for r in &copies {
+        eprintln!(
+            "copied {} rows of {} in {:?} ({:.0} rows/s), snapshot {}",
+            r.rows,
+            r.table,
+            r.elapsed,
+            r.rows as f64 / r.elapsed.as_secs_f64(),
+            r.snapshot
+        );
+    }
+
+    // compare while the DML still runs: each pair is read at one tick
+    let tables = vec!["public.orders".to_string(), "public.Awk ward".to_string()];
+    let cmp = compare::compare(&mut branch, &mut root_c, Q, &tables, WAIT)
+        .await
+        .expect("compare root/branch under load");
+    for t in &cmp.tables {
+        assert!(t.equal(), "root/branch differ at tick {}: {t:?}", cmp.tick);
+    }
+    let dml_txs;
+    {
+        dml_stop.cancel();
+        dml_txs = dml.await.expect("dml task");
+    }
+    let cmp = compare::compare(&mut leaf, &mut branch_c, Q, &tables, WAIT)
+        .await
+        .expect("compare branch/leaf");
+    for t in &cmp.tables {
+        assert!(t.equal(), "branch/leaf differ at tick {}: {t:?}", cmp.tick);
+    }
+    // and the rows themselves, once the leaf has everything
+    let last_root_tick = {
+        root.execute("select pgq.force_tick($1)", &[&Q])
+            .await
+            .expect("force");
+        wait_for("a tick after the DML", WAIT, || async {
+            root.query_one(compare_last_tick(), &[&Q])
+                .await
+                .ok()?
+                .get::<_, Option<i64>>(0)
+        })
+        .await
+    };
+    wait_for("leaf at the root's last tick", WAIT, || async {
+        let t: Option<i64> = leaf
+            .query_one(
+                "select last_tick from pgq_replica.queue_info where queue_name = $1",
+                &[&Q],
+            )
+            .await
+            .ok()?
+            .get(0);
+        (t? >= last_root_tick).then_some(())
+    })
+    .await;
+    for (table, order) in [("orders", "id"), ("\"Awk ward\"", "a, b")] {
+        let r = rows(&c, "root", table, order);
+        assert_eq!(rows(&c, "branch", table, order), r, "{table} root/branch");
+        assert_eq!(rows(&c, "leaf", table, order), r, "{table} root/leaf");
+    }
+    let changed: i64 = root
+        .query_one("select count(*) from orders where note like '%+'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert!(
+        changed > 0 && dml_txs > 30,
+        "DML ran: {dml_txs} txs, {changed} updated rows"
+    );
+
+    // a broken row on the leaf: compare sees it, repair hints fix it
+    c.psql(
+        "leaf",
+        "update orders set note = 'broken' where id = 5; delete from orders where id = 6; \
+         insert into orders values (999999, 'extra', 1, null); \
+         update \"Awk ward\" set t = 'broken' where b = 3",
+    );
+    let cmp = compare::compare(&mut leaf, &mut branch_c, Q, &tables, WAIT)
+        .await
+        .expect("compare broken");
+    assert!(cmp.tables.iter().all(|t| !t.equal()), "{cmp:?}");
+    let rep = compare::repair(&mut leaf, &mut branch_c, Q, &tables, WAIT)
+        .await
+        .expect("repair");
+    let orders = &rep.tables[0];
+    assert_eq!(orders.differ, vec![vec![Some("5".to_string())]]);
+    assert_eq!(orders.missing, vec![vec![Some("6".to_string())]]);
+    assert_eq!(orders.extra, vec![vec![Some("999999".to_string())]]);
+    assert_eq!(rep.tables[1].differ.len(), 1);
+    let fix: Vec<String> = rep.tables.iter().flat_map(|t| t.sql.clone()).collect();
+    assert_eq!(fix.len(), 4, "{fix:?}");
+    c.psql("leaf", &fix.join("\n"));
+    let cmp = compare::compare(&mut leaf, &mut branch_c, Q, &tables, WAIT)
+        .await
+        .expect("compare repaired");
+    assert!(cmp.tables.iter().all(|t| t.equal()), "{cmp:?}");
+
+    stop.cancel();
+    let sb = hop_b.await.expect("branch hop");
+    let sl = hop_l.await.expect("leaf hop");
+    ticker.await.expect("ticker");
+    eprintln!(
+        "dml txs {dml_txs}; branch {sb:?}; leaf {sl:?}; whole test {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(sb.missing_rows, 0);
+    let _ = SystemTime::now();
+}
+
+fn compare_last_tick() -> &'static str {
+    "select max(t.tick_id) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
+      where q.queue_name = $1"
+}
