@@ -125,6 +125,12 @@ enum Command {
     /// Example: pgqd cascade status --queue events --db "dbname=app"
     #[command(subcommand)]
     Cascade(pgqd::cascade::cli::CascadeCmd),
+    /// Table replication through a cascaded queue: add-table, copy, tables, compare,
+    /// repair, worker (issue #11).
+    ///
+    /// Example: pgqd replica tables --dbname app_copy --queue orders_q
+    #[command(subcommand)]
+    Replica(pgqd::replica::cli::ReplicaCommand),
 }
 
 /// Connection options shared by the commands that act on one database.
@@ -174,6 +180,7 @@ fn main() -> ExitCode {
             ExitCode::from(tools::main(tools::Kind::Dispatcher, &a, daemonize))
         }
         Some(Command::Cascade(cmd)) => ExitCode::from(pgqd::cascade::cli::run(&cmd)),
+        Some(Command::Replica(cmd)) => ExitCode::from(pgqd::replica::cli::run(&cmd)),
         None => ExitCode::from(run_daemon_cli(&cli)),
     }
 }

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::{TestCluster, install_schema, wait_for};
 use pgqd::cascade::{BatchHandler, NodeCtx, NodeType};
@@ -219,6 +219,25 @@ fn spawn_dml(c: &TestCluster, stop: CancellationToken) -> JoinHandle<u64> {
     })
 }
 
+/// Runs `pgqd replica ARGS`; returns (exit code, stdout, stderr) and echoes them (the
+/// operator guide pastes this output).
+async fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgqd"))
+        .arg("replica")
+        .args(args)
+        .output()
+        .await
+        .expect("run pgqd");
+    let so = String::from_utf8_lossy(&out.stdout).into_owned();
+    let se = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "$ pgqd replica {}\n{so}{se}(exit {})",
+        args.join(" "),
+        out.status.code().unwrap_or(-1)
+    );
+    (out.status.code().unwrap_or(-1), so, se)
+}
+
 async fn state(c: &Client, table: &str) -> String {
     c.query_one(
         "select state from pgq_replica.table_info where queue_name = $1 and table_name = $2",
@@ -273,7 +292,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let mut leaf = c.connect("leaf").await;
 
     // capture on the root; registration (state copy) on the subscribers
-    for (cl, is_root) in [(&root, true), (&branch, false), (&leaf, false)] {
+    for (cl, is_root) in [(&root, true), (&branch, false)] {
         let st: String = cl
             .query_one(
                 "select pgq_replica.add_table($1, 'orders', $2)",
@@ -290,6 +309,63 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         .await
         .expect("add awkward");
     }
+    let leaf_cs = c.connstr("leaf");
+    let branch_cs = c.connstr("branch");
+    let (code, _, err) = cli(&["add-table", "-c", &leaf_cs, "-q", Q, "orders"]).await;
+    assert_eq!(code, 2, "no role and no pgq_node: usage error: {err}");
+    assert!(err.contains("--role"), "{err}");
+    let (code, out, _) = cli(&[
+        "add-table",
+        "-c",
+        &leaf_cs,
+        "-q",
+        Q,
+        "--role",
+        "subscriber",
+        "orders",
+        "public.\"Awk ward\"",
+    ])
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("orders: copy"), "{out}");
+    let (code, _, err) = cli(&[
+        "add-table",
+        "-c",
+        &leaf_cs,
+        "-q",
+        Q,
+        "--role",
+        "subscriber",
+        "nokey",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("without a primary key"), "{err}");
+    let (code, _, err) = cli(&[
+        "add-table",
+        "-c",
+        &leaf_cs,
+        "-q",
+        Q,
+        "--role",
+        "subscriber",
+        "nosuch",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("nosuch"), "{err}");
+    let (code, _, _) = cli(&[
+        "add-table",
+        "-c",
+        "host='unterminated",
+        "-q",
+        Q,
+        "--role",
+        "root",
+        "t",
+    ])
+    .await;
+    assert_eq!(code, 2, "a bad connection string is a usage error");
     // a table without a primary key is refused with a clear message
     let err = root
         .query_one("select pgq_replica.add_table($1, 'nokey', true)", &[&Q])
@@ -341,12 +417,13 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     );
     // branch -> leaf, still under DML
     let mut branch_c = c.connect("branch").await;
-    for t in ["public.orders", "public.Awk ward"] {
-        let r = copy::copy_table(&mut leaf, &mut branch_c, Q, t, "branch", false)
-            .await
-            .unwrap_or_else(|e| panic!("copy {t} into leaf: {e}"));
-        copies.push(r);
-    }
+    cli(&["tables", "-c", &leaf_cs, "-q", Q]).await;
+    let (code, out, _) = cli(&["copy", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("public.orders: copied 2") && out.contains("catching-up"),
+        "{out}"
+    );
     for t in ["public.orders", "public.Awk ward"] {
         wait_for("leaf tables caught up", WAIT, || async {
             (state(&leaf, t).await == "ok").then_some(())
@@ -377,12 +454,12 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         dml_stop.cancel();
         dml_txs = dml.await.expect("dml task");
     }
-    let cmp = compare::compare(&mut leaf, &mut branch_c, Q, &tables, WAIT)
-        .await
-        .expect("compare branch/leaf");
-    for t in &cmp.tables {
-        assert!(t.equal(), "branch/leaf differ at tick {}: {t:?}", cmp.tick);
-    }
+    let (code, out, _) = cli(&["tables", "-c", &leaf_cs, "-q", Q]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(" ok "), "{out}");
+    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
+    assert_eq!(code, 0, "branch/leaf differ: {out}");
+    assert_eq!(out.matches(" equal ").count(), 2, "{out}");
     // and the rows themselves, once the leaf has everything
     let last_root_tick = {
         root.execute("select pgq.force_tick($1)", &[&Q])
@@ -430,10 +507,25 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
          insert into orders values (999999, 'extra', 1, null); \
          update \"Awk ward\" set t = 'broken' where b = 3",
     );
-    let cmp = compare::compare(&mut leaf, &mut branch_c, Q, &tables, WAIT)
-        .await
-        .expect("compare broken");
-    assert!(cmp.tables.iter().all(|t| !t.equal()), "{cmp:?}");
+    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(out.matches("DIFFERENT").count(), 2, "{out}");
+    let (code, out, _) = cli(&[
+        "repair",
+        "-c",
+        &leaf_cs,
+        "-q",
+        Q,
+        "--provider",
+        &branch_cs,
+        "orders",
+    ])
+    .await;
+    assert_eq!(code, 3);
+    assert!(
+        out.contains("delete from public.orders where id = '999999';"),
+        "{out}"
+    );
     let rep = compare::repair(&mut leaf, &mut branch_c, Q, &tables, WAIT)
         .await
         .expect("repair");
@@ -445,10 +537,12 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let fix: Vec<String> = rep.tables.iter().flat_map(|t| t.sql.clone()).collect();
     assert_eq!(fix.len(), 4, "{fix:?}");
     c.psql("leaf", &fix.join("\n"));
-    let cmp = compare::compare(&mut leaf, &mut branch_c, Q, &tables, WAIT)
-        .await
-        .expect("compare repaired");
-    assert!(cmp.tables.iter().all(|t| t.equal()), "{cmp:?}");
+    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
+    assert_eq!(code, 0, "repaired: {out}");
+    let (code, _, _) = cli(&["remove-table", "-c", &leaf_cs, "-q", Q, "public.orders"]).await;
+    assert_eq!(code, 0);
+    let (code, _, _) = cli(&["remove-table", "-c", &leaf_cs, "-q", Q, "public.orders"]).await;
+    assert_eq!(code, 1, "removing twice");
 
     stop.cancel();
     let sb = hop_b.await.expect("branch hop");
@@ -459,7 +553,6 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         t0.elapsed()
     );
     assert_eq!(sb.missing_rows, 0);
-    let _ = SystemTime::now();
 }
 
 fn compare_last_tick() -> &'static str {

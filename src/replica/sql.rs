@@ -119,3 +119,9 @@ pub const FORCE_TICK: &str = "select pgq.force_tick($1)";
 
 /// The current transaction's id (assigning one).
 pub const TXID: &str = "select pg_catalog.txid_current()";
+
+/// This node's provider's location from pgq_node (`$1` = queue).
+pub const PROVIDER_LOCATION: &str = "select l.node_location from pgq_node.node_info n \
+       join pgq_node.local_state s on s.queue_name = n.queue_name and s.consumer_name = n.worker_name \
+       join pgq_node.node_location l on l.queue_name = n.queue_name and l.node_name = s.provider_node \
+      where n.queue_name = $1";
