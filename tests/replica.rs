@@ -539,6 +539,27 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     c.psql("leaf", &fix.join("\n"));
     let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
     assert_eq!(code, 0, "repaired: {out}");
+    // apply throughput: one transaction of 20000 inserts through both hops
+    let t1 = Instant::now();
+    c.psql(
+        "root",
+        "insert into orders select i, 'bulk', i, null from generate_series(200000, 219999) i",
+    );
+    wait_for("the bulk insert on the leaf", WAIT, || async {
+        let n: i64 = leaf
+            .query_one("select count(*) from orders where id >= 200000", &[])
+            .await
+            .ok()?
+            .get(0);
+        (n == 20000).then_some(())
+    })
+    .await;
+    let el = t1.elapsed();
+    eprintln!(
+        "20000 inserts root -> branch -> leaf in {el:?}: {:.0} events/s through two hops",
+        20000.0 / el.as_secs_f64()
+    );
+
     let (code, _, _) = cli(&["remove-table", "-c", &leaf_cs, "-q", Q, "public.orders"]).await;
     assert_eq!(code, 0);
     let (code, _, _) = cli(&["remove-table", "-c", &leaf_cs, "-q", Q, "public.orders"]).await;

@@ -22,7 +22,9 @@
 --   last_events     how many events that batch had;
 --   pause_at_tick   set by compare/repair: batches ending after this tick are
 --                   refused (the worker retries them), so the node holds still
---                   at a known tick while it is checked.
+--                   at a known tick while it is checked;
+--   pause_expires   the pause is ignored after this time, so a compare that
+--                   died half-way never stops the node for good.
 
 create table if not exists pgq_replica.table_info (
     queue_name      text not null,
@@ -46,5 +48,6 @@ create table if not exists pgq_replica.queue_info (
     last_txid       bigint,
     last_events     bigint,
     pause_at_tick   bigint,
+    pause_expires   timestamptz,
     updated         timestamptz
 );

@@ -9,10 +9,20 @@
 //! 2. the provider's point: on the root, the tables are locked in SHARE mode (writers
 //!    wait), read, and a tick is forced whose snapshot began after the lock, so the
 //!    tick holds exactly the rows read; on a branch, its applier is held by the queue's
-//!    exclusive replication lock and its tables are read at its last applied tick;
+//!    exclusive replication lock and its tables are read at its last applied tick, once
+//!    that tick's snapshot sees the transaction that applied it (see below);
 //! 3. the subscriber's pause moves to that tick, and once its applier is there its
 //!    tables are read;
-//! 4. the pause is lifted (also on failure).
+//! 4. the pause is lifted (also on failure; and it expires by itself 30 s after the
+//!    compare's timeout, should the compare die).
+//!
+//! Why "once that tick's snapshot sees the transaction": a branch applies a batch,
+//! copies its events and makes the tick in one transaction, and PostgreSQL counts a
+//! transaction as visible in its own snapshot only when some later transaction id has
+//! already finished. When it does not, that batch's events reach the subscriber only
+//! with the next tick, so the branch's tables at tick T would be one batch ahead of a
+//! subscriber at T. The applier records its transaction id, and compare waits (a few
+//! batches at most under load; idle ticks carry no events and always qualify).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -287,11 +297,11 @@ async fn at_same_tick(
     timeout: Duration,
     work: Work,
 ) -> Result<(i64, Side, Side, Vec<TableMeta>), Error> {
+    // the pause outlives the compare by a margin only: a compare killed half-way
+    // must not hold the node for good
+    let life = (timeout + Duration::from_secs(30)).as_secs_f64();
     let frozen = sub
-        .execute(
-            "update pgq_replica.queue_info set pause_at_tick = coalesce(last_tick, 0) where queue_name = $1",
-            &[&queue],
-        )
+        .execute(sql::FREEZE, &[&queue, &life])
         .await
         .map_err(sql_err("pausing the subscriber's applier"))?;
     if frozen == 0 {
@@ -301,7 +311,7 @@ async fn at_same_tick(
     }
     let r = at_same_tick_paused(sub, prov, queue, tables, timeout, work).await;
     let lifted = sub
-        .execute(sql::SET_PAUSE, &[&queue, &None::<i64>])
+        .execute(sql::SET_PAUSE, &[&queue, &None::<i64>, &0.0f64])
         .await
         .map_err(sql_err("lifting the pause of the subscriber's applier"));
     let r = r?;
@@ -436,7 +446,9 @@ async fn at_same_tick_paused(
         }
     };
 
-    sub.execute(sql::SET_PAUSE, &[&queue, &tick])
+    let life = (deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(30))
+        .as_secs_f64();
+    sub.execute(sql::SET_PAUSE, &[&queue, &tick, &life])
         .await
         .map_err(sql_err("moving the subscriber's pause"))?;
     loop {

@@ -13,7 +13,8 @@ pub const TABLES: &str = "select table_name, state, copy_snapshot::text \
      from pgq_replica.table_info where queue_name = $1";
 
 /// The pause a compare set, if any.
-pub const PAUSE: &str = "select pause_at_tick from pgq_replica.queue_info where queue_name = $1";
+pub const PAUSE: &str = "select pause_at_tick from pgq_replica.queue_info \
+      where queue_name = $1 and (pause_expires is null or pause_expires > now())";
 
 /// Records a batch as applied.
 pub const BATCH_DONE: &str = "insert into pgq_replica.queue_info \
@@ -97,8 +98,16 @@ pub const SNAPSHOT: &str =
     "select pg_catalog.txid_current_snapshot()::text, pg_catalog.now()::text";
 
 /// Sets or clears the pause of the applier (compare, repair).
-pub const SET_PAUSE: &str = "insert into pgq_replica.queue_info (queue_name, pause_at_tick) \
-      values ($1, $2) on conflict (queue_name) do update set pause_at_tick = excluded.pause_at_tick";
+/// `$3` is the pause's lifetime in seconds.
+pub const SET_PAUSE: &str = "insert into pgq_replica.queue_info \
+      (queue_name, pause_at_tick, pause_expires) \
+      values ($1, $2, now() + $3::float8 * interval '1 second') \
+      on conflict (queue_name) do update set pause_at_tick = excluded.pause_at_tick, \
+      pause_expires = excluded.pause_expires";
+
+/// Holds the applier where it is (compare, repair); `$2` is the lifetime in seconds.
+pub const FREEZE: &str = "update pgq_replica.queue_info set pause_at_tick = coalesce(last_tick, 0), \
+      pause_expires = now() + $2::float8 * interval '1 second' where queue_name = $1";
 
 /// Session settings that make row text forms the same on every node (checksums).
 pub const STABLE_TEXT: &str = "set local timezone = 'UTC'; set local datestyle = 'ISO, MDY'; \
