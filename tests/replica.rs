@@ -292,23 +292,56 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let mut leaf = c.connect("leaf").await;
 
     // capture on the root; registration (state copy) on the subscribers
-    for (cl, is_root) in [(&root, true), (&branch, false)] {
-        let st: String = cl
-            .query_one(
-                "select pgq_replica.add_table($1, 'orders', $2)",
-                &[&Q, &is_root],
-            )
-            .await
-            .expect("add orders")
-            .get(0);
-        assert_eq!(st, if is_root { "root" } else { "copy" });
-        cl.query_one(
-            "select pgq_replica.add_table($1, 'public.\"Awk ward\"', $2, 'sqltriga')",
-            &[&Q, &is_root],
+    // the root through the CLI, the branch through the SQL functions
+    let root_cs = c.connstr("root");
+    let (code, out, _) = cli(&[
+        "add-table",
+        "-c",
+        &root_cs,
+        "-q",
+        Q,
+        "--role",
+        "root",
+        "orders",
+    ])
+    .await;
+    assert_eq!((code, out.as_str()), (0, "orders: root\n"));
+    let (code, _, _) = cli(&[
+        "add-table",
+        "-c",
+        &root_cs,
+        "-q",
+        Q,
+        "--role",
+        "root",
+        "--kind",
+        "sqltriga",
+        "public.\"Awk ward\"",
+    ])
+    .await;
+    assert_eq!(code, 0);
+    let triggers: i64 = root
+        .query_one(
+            "select count(*) from pg_trigger where tgname like 'pgq_replica_rq%' and not tgisinternal",
+            &[],
+        )
+        .await
+        .expect("count triggers")
+        .get(0);
+    assert_eq!(triggers, 4, "row and truncate triggers on both tables");
+    let st: String = branch
+        .query_one("select pgq_replica.add_table($1, 'orders', false)", &[&Q])
+        .await
+        .expect("add orders")
+        .get(0);
+    assert_eq!(st, "copy");
+    branch
+        .query_one(
+            "select pgq_replica.add_table($1, 'public.\"Awk ward\"', false)",
+            &[&Q],
         )
         .await
         .expect("add awkward");
-    }
     let leaf_cs = c.connstr("leaf");
     let branch_cs = c.connstr("branch");
     let (code, _, err) = cli(&["add-table", "-c", &leaf_cs, "-q", Q, "orders"]).await;
@@ -566,6 +599,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     assert_eq!(code, 1, "removing twice");
 
     stop.cancel();
+    cli(&["tables", "-c", &root_cs, "-q", Q]).await;
     let sb = hop_b.await.expect("branch hop");
     let sl = hop_l.await.expect("leaf hop");
     ticker.await.expect("ticker");
