@@ -29,6 +29,7 @@ create table public.orders (id int primary key, cust text not null, amount numer
 create table public.\"Awk ward\" (a text, b int, t text, n numeric, bin bytea, ts timestamptz, j jsonb,
                                   primary key (a, b));
 create table public.nokey (x int);
+create table public.quiet (id int primary key, v text);
 ";
 
 fn setup_node(c: &TestCluster, db: &str) {
@@ -592,6 +593,76 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         "20000 inserts root -> branch -> leaf in {el:?}: {:.0} events/s through two hops",
         20000.0 / el.as_secs_f64()
     );
+
+    // a table copied while the queue is idle turns ok by ticks alone (no event can
+    // prove the copy is passed)
+    c.psql(
+        "root",
+        "insert into quiet select i, 'q' || i from generate_series(1, 50) i",
+    );
+    cli(&[
+        "add-table",
+        "-c",
+        &root_cs,
+        "-q",
+        Q,
+        "--role",
+        "root",
+        "quiet",
+    ])
+    .await;
+    for cs in [&branch_cs, &leaf_cs] {
+        cli(&[
+            "add-table",
+            "-c",
+            cs,
+            "-q",
+            Q,
+            "--role",
+            "subscriber",
+            "quiet",
+        ])
+        .await;
+    }
+    let root_cs2 = root_cs.clone();
+    let (code, out, _) = cli(&["copy", "-c", &branch_cs, "-q", Q, "--provider", &root_cs2]).await;
+    assert_eq!(code, 0, "{out}");
+    wait_for("quiet ok on the branch", WAIT, || async {
+        (state(&branch, "public.quiet").await == "ok").then_some(())
+    })
+    .await;
+    let (code, out, _) = cli(&[
+        "copy",
+        "-c",
+        &leaf_cs,
+        "-q",
+        Q,
+        "--provider",
+        &branch_cs,
+        "quiet",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    wait_for("quiet ok on the leaf", WAIT, || async {
+        (state(&leaf, "public.quiet").await == "ok").then_some(())
+    })
+    .await;
+    assert_eq!(
+        rows(&c, "leaf", "quiet", "id"),
+        rows(&c, "root", "quiet", "id")
+    );
+    let (code, out, _) = cli(&[
+        "compare",
+        "-c",
+        &branch_cs,
+        "-q",
+        Q,
+        "--provider",
+        &root_cs2,
+    ])
+    .await;
+    assert_eq!(code, 0, "root/branch: {out}");
+    assert_eq!(out.matches(" equal ").count(), 3, "{out}");
 
     let (code, _, _) = cli(&["remove-table", "-c", &leaf_cs, "-q", Q, "public.orders"]).await;
     assert_eq!(code, 0);

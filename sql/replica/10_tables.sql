@@ -11,6 +11,9 @@
 --                   ok           every event is applied;
 --   trigger_kind    logutriga or sqltriga (root only);
 --   copy_snapshot   the provider's snapshot the copy was read in;
+--   copy_tick       the provider's newest tick in that snapshot, and
+--   copy_next_tick  the first tick after it a batch reached (the applier's
+--                   second way to tell the table has caught up, src/replica/apply.rs);
 --   copy_rows, copy_started, copy_finished   what the copy did;
 --   copy_provider   the provider node (or connection description) copied from.
 --
@@ -33,6 +36,8 @@ create table if not exists pgq_replica.table_info (
                     check (state in ('root', 'copy', 'catching-up', 'ok')),
     trigger_kind    text check (trigger_kind in ('logutriga', 'sqltriga')),
     copy_snapshot   txid_snapshot,
+    copy_tick       bigint,
+    copy_next_tick  bigint,
     copy_rows       bigint,
     copy_started    timestamptz,
     copy_finished   timestamptz,

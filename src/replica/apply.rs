@@ -15,7 +15,12 @@
 //! this change" is exactly "the copy's snapshot sees the event's ev_txid". A batch that
 //! holds any event whose transaction began after the snapshot (`txid >= xmax`) ends at a
 //! tick that sees everything the copy saw, so no later batch can hold an event the copy
-//! has: the table turns `ok` after such a batch.
+//! has: the table turns `ok` after such a batch. On a quiet queue no such event may come,
+//! so ticks serve too: the copy records the provider's newest tick in its snapshot (Tc);
+//! the tick after it (T1) may have been in progress then, but the one after that (T2) was
+//! made by a transaction that began after T1's ended, so after the snapshot. A batch
+//! starting at T2 or later holds nothing the copy has (this assumes one ticker per queue,
+//! as pgq requires; the txid rule assumes nothing).
 //!
 //! Statements are prepared once per batch and sent pipelined in chunks: tokio-postgres
 //! sends queued requests in order on one connection, so order is kept.
@@ -83,7 +88,9 @@ impl BatchHandler for Applier {
 
 enum TableState {
     Skip,
-    CatchingUp(Snapshot),
+    /// The copy's snapshot, the provider's newest tick in it, and the first tick after
+    /// that one once a batch has reached it.
+    CatchingUp(Snapshot, Option<i64>, Option<i64>),
     Ok,
 }
 
@@ -135,7 +142,7 @@ pub async fn apply_batch(
         let st = match state.as_str() {
             "ok" => TableState::Ok,
             "catching-up" => match snap.as_deref().and_then(Snapshot::parse) {
-                Some(s) => TableState::CatchingUp(s),
+                Some(s) => TableState::CatchingUp(s, r.get(3), r.get(4)),
                 None => {
                     return Err(Error::Refused(format!(
                         "table {name} is catching-up without a copy snapshot; copy it again"
@@ -161,7 +168,7 @@ pub async fn apply_batch(
         };
         let apply = match states.get(table) {
             None | Some(TableState::Skip) => false,
-            Some(TableState::CatchingUp(s)) => !ev.txid.is_some_and(|t| s.sees(t)),
+            Some(TableState::CatchingUp(s, ..)) => !ev.txid.is_some_and(|t| s.sees(t)),
             Some(TableState::Ok) => true,
         };
         if !apply {
@@ -211,13 +218,20 @@ pub async fn apply_batch(
     stats.missing_rows += flush(tx, &mut pending).await?;
 
     for (name, st) in &states {
-        if let TableState::CatchingUp(s) = st
-            && events.iter().any(|e| e.txid.is_some_and(|t| s.is_after(t)))
-        {
+        let TableState::CatchingUp(s, copy_tick, next_tick) = st else {
+            continue;
+        };
+        let witness = events.iter().any(|e| e.txid.is_some_and(|t| s.is_after(t)));
+        let past_ticks = next_tick.is_some_and(|t1| batch.prev_tick_id > t1);
+        if witness || past_ticks {
             tx.execute(sql::SET_OK, &[&queue, name])
                 .await
                 .map_err(sql_err("marking a table caught up"))?;
             tracing::info!(queue, table = %name, tick = batch.tick_id, "table caught up with its copy");
+        } else if next_tick.is_none() && copy_tick.is_some_and(|tc| batch.tick_id > tc) {
+            tx.execute(sql::SET_NEXT_TICK, &[&queue, name, &batch.tick_id])
+                .await
+                .map_err(sql_err("recording the first tick after the copy"))?;
         }
     }
     tx.execute(

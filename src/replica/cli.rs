@@ -416,6 +416,10 @@ async fn tables(a: &ListArgs) -> Result<u8, Error> {
         ]);
     }
     print_table(&out);
+    if rows.iter().all(|r| r.get::<_, String>(1) == "root") {
+        // the root applies nothing: no position to show
+        return Ok(0);
+    }
     let r = &rows[0];
     let last: Option<i64> = r.get(6);
     let applied: Option<i64> = r.get(7);

@@ -121,6 +121,11 @@ pub async fn copy_table(
             )));
         }
     }
+    let copy_tick: Option<i64> = ptx
+        .query_one(sql::LAST_TICK, &[&queue])
+        .await
+        .map_err(sql_err("reading the provider's newest tick".into()))?
+        .get(0);
     let pmeta = TableMeta::load(&ptx, key)
         .await
         .map_err(sql_err("reading the provider table's columns".into()))?
@@ -163,7 +168,15 @@ pub async fn copy_table(
         .map_err(sql_err(format!("finishing COPY into {}", meta.quoted)))?;
     stx.execute(
         sql::COPY_DONE,
-        &[&queue, &key, &snapshot, &(rows as i64), &started, &provider],
+        &[
+            &queue,
+            &key,
+            &snapshot,
+            &(rows as i64),
+            &started,
+            &provider,
+            &copy_tick,
+        ],
     )
     .await
     .map_err(sql_err("recording the copy".into()))?;

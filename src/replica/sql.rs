@@ -9,8 +9,12 @@ pub const LOCK_SHARED: &str = "select pg_catalog.pg_advisory_xact_lock_shared(pg
 pub const LOCK_EXCLUSIVE: &str = "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgq_replica'), pg_catalog.hashtext($1))";
 
 /// The registered tables of a queue with what the applier needs.
-pub const TABLES: &str = "select table_name, state, copy_snapshot::text \
-     from pgq_replica.table_info where queue_name = $1";
+pub const TABLES: &str = "select table_name, state, copy_snapshot::text, copy_tick, \
+     copy_next_tick from pgq_replica.table_info where queue_name = $1";
+
+/// The first tick after a copy's tick that a batch reached.
+pub const SET_NEXT_TICK: &str = "update pgq_replica.table_info set copy_next_tick = $3 \
+     where queue_name = $1 and table_name = $2 and copy_next_tick is null";
 
 /// The pause a compare set, if any.
 pub const PAUSE: &str = "select pause_at_tick from pgq_replica.queue_info \
@@ -90,7 +94,7 @@ pub const PROVIDER_STATE: &str = "select state from pgq_replica.table_info \
 /// After a copy.
 pub const COPY_DONE: &str = "update pgq_replica.table_info set state = 'catching-up', \
       copy_snapshot = $3::text::txid_snapshot, copy_rows = $4, copy_started = $5::text::timestamptz, \
-      copy_finished = now(), copy_provider = $6 \
+      copy_finished = now(), copy_provider = $6, copy_tick = $7, copy_next_tick = null \
       where queue_name = $1 and table_name = $2";
 
 /// The snapshot of the copying transaction and its start.
