@@ -341,3 +341,84 @@ fn statement(meta: &TableMeta, ch: &change::Change) -> Result<Built, String> {
         (_, Payload::None) => Err("event has no data".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn meta() -> TableMeta {
+        TableMeta::new(
+            "public.t",
+            &["a", "b", "v"],
+            &["text", "integer", "text"],
+            &["a", "b"],
+        )
+    }
+
+    fn ev(ty: &str, data: &str) -> Event {
+        Event {
+            id: 7,
+            time: SystemTime::UNIX_EPOCH,
+            txid: Some(1),
+            retry: None,
+            ev_type: Some(ty.into()),
+            data: Some(data.into()),
+            extra1: Some("public.t".into()),
+            extra2: None,
+            extra3: None,
+            extra4: None,
+        }
+    }
+
+    fn built(ty: &str, data: &str) -> Result<Built, String> {
+        let ch = change::decode(&ev(ty, data)).map_err(|e| e.to_string())?;
+        statement(&meta(), &ch)
+    }
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    #[test]
+    fn logutriga_events_become_keyed_statements() {
+        let (sql, p, counts) = built("U:a,b", "a=x&b=2&v=new+val").unwrap().unwrap();
+        assert_eq!(
+            sql,
+            "update public.t set v = $1::text::text where a = $2::text::text and b = $3::text::integer"
+        );
+        assert_eq!(p, vec![s("new val"), s("x"), s("2")]);
+        assert!(counts);
+        let (sql, p, _) = built("D:a,b", "a=x&b=2&v").unwrap().unwrap();
+        assert_eq!(
+            sql,
+            "delete from public.t where a = $1::text::text and b = $2::text::integer"
+        );
+        assert_eq!(p, vec![s("x"), s("2")]);
+        let (sql, p, counts) = built("I:a,b", "a=x&b=2&v").unwrap().unwrap();
+        assert!(sql.starts_with("insert into public.t (a, b, v) values"));
+        assert_eq!(p, vec![s("x"), s("2"), None]);
+        assert!(!counts);
+        // an update that names only key columns needs no statement
+        assert_eq!(built("U:a,b", "a=x&b=2").unwrap(), None);
+        // a key column missing from the row is an error, not a guess
+        assert!(built("D:a,b", "a=x").is_err());
+        // a column the table does not have here
+        assert!(built("I:a,b", "a=x&b=2&zz=1").is_err());
+    }
+
+    #[test]
+    fn sqltriga_events_become_keyed_statements() {
+        let (sql, p, _) = built("U", "v='it''s' where a='x' and b='2'")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            sql,
+            "update public.t set v = $1::text::text where a = $2::text::text and b = $3::text::integer"
+        );
+        assert_eq!(p, vec![s("it's"), s("x"), s("2")]);
+        let (sql, _, _) = built("R", "").unwrap().unwrap();
+        assert_eq!(sql, "truncate public.t");
+        assert!(built("D", "a='x'; drop table t").is_err());
+    }
+}

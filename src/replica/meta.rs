@@ -25,6 +25,22 @@ pub struct TableMeta {
 }
 
 impl TableMeta {
+    /// A table described by hand (names unquoted, `quoted` as SQL would name it).
+    pub fn new(quoted: &str, columns: &[&str], types: &[&str], key: &[&str]) -> TableMeta {
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        TableMeta {
+            quoted: quoted.to_string(),
+            by_name: columns
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i))
+                .collect(),
+            columns,
+            types: types.iter().map(|t| t.to_string()).collect(),
+            key: key.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
     /// Reads the table `key` (`schema.name`); `None` when there is no such table.
     pub async fn load<C: GenericClient>(
         c: &C,
@@ -160,18 +176,12 @@ mod tests {
     use super::*;
 
     fn meta() -> TableMeta {
-        let columns = vec!["id".to_string(), "Note".to_string(), "n".to_string()];
-        TableMeta {
-            quoted: "public.t".into(),
-            by_name: columns
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.clone(), i))
-                .collect(),
-            columns,
-            types: vec!["integer".into(), "text".into(), "numeric(10,2)".into()],
-            key: vec!["id".into()],
-        }
+        TableMeta::new(
+            "public.t",
+            &["id", "Note", "n"],
+            &["integer", "text", "numeric(10,2)"],
+            &["id"],
+        )
     }
 
     #[test]
