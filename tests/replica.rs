@@ -91,23 +91,26 @@ async fn hop_once(
     let tx = sub.transaction().await?;
     applier.handle_batch(&tx, ctx, &info, &events).await?;
     if branch {
-        for e in &events {
-            tx.execute(
-                "select pgq.insert_event_raw($1, $2, $3, null, null, $4, $5, $6, $7, $8, $9)",
-                &[
-                    &ctx.queue_name,
-                    &e.id,
-                    &e.time,
-                    &e.ev_type,
-                    &e.data,
-                    &e.extra1,
-                    &e.extra2,
-                    &e.extra3,
-                    &e.extra4,
-                ],
-            )
-            .await?;
-        }
+        let col = |f: fn(&Event) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        let times: Vec<std::time::SystemTime> = events.iter().map(|e| e.time).collect();
+        tx.execute(
+            "select count(pgq.insert_event_raw($1, u.id, u.t, null, null, u.ty, u.d, u.e1, u.e2, u.e3, u.e4)) \
+               from unnest($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
+                           $7::text[], $8::text[], $9::text[]) u(id, t, ty, d, e1, e2, e3, e4)",
+            &[
+                &ctx.queue_name,
+                &ids,
+                &times,
+                &col(|e| e.ev_type.clone()),
+                &col(|e| e.data.clone()),
+                &col(|e| e.extra1.clone()),
+                &col(|e| e.extra2.clone()),
+                &col(|e| e.extra3.clone()),
+                &col(|e| e.extra4.clone()),
+            ],
+        )
+        .await?;
         tx.execute(
             "select pgq.ticker($1, $2, $3::text::timestamptz, $4)",
             &[&ctx.queue_name, &info.tick_id, &info.tick_time, &seq],
@@ -292,6 +295,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let mut branch = c.connect("branch").await;
     let mut leaf = c.connect("leaf").await;
 
+    eprintln!(
+        "[{:.1?}] capture on the root; registration (state copy) on the subscribers",
+        t0.elapsed()
+    );
     // capture on the root; registration (state copy) on the subscribers
     // the root through the CLI, the branch through the SQL functions
     let root_cs = c.connstr("root");
@@ -400,6 +407,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     ])
     .await;
     assert_eq!(code, 2, "a bad connection string is a usage error");
+    eprintln!(
+        "[{:.1?}] a table without a primary key is refused with a clear message",
+        t0.elapsed()
+    );
     // a table without a primary key is refused with a clear message
     let err = root
         .query_one("select pgq_replica.add_table($1, 'nokey', true)", &[&Q])
@@ -417,6 +428,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let hop_l = spawn_hop(&c, "branch", "leaf", false, stop.clone());
     let dml_stop = CancellationToken::new();
     let dml = spawn_dml(&c, dml_stop.clone());
+    eprintln!(
+        "[{:.1?}] let some changes queue up (and be skipped: the tables are still in state copy)",
+        t0.elapsed()
+    );
     // let some changes queue up (and be skipped: the tables are still in state copy)
     wait_for("DML on the root", WAIT, || async {
         let n: i64 = root
@@ -428,6 +443,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     })
     .await;
 
+    eprintln!(
+        "[{:.1?}] copy root -> branch while the DML runs",
+        t0.elapsed()
+    );
     // copy root -> branch while the DML runs
     let mut root_c = c.connect("root").await;
     let mut copies = Vec::new();
@@ -443,12 +462,17 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         })
         .await;
     }
+    eprintln!(
+        "[{:.1?}] a second copy without --force is refused",
+        t0.elapsed()
+    );
     // a second copy without --force is refused
     let again = copy::copy_table(&mut branch, &mut root_c, Q, "public.orders", "root", false).await;
     assert!(
         matches!(&again, Err(pgqd::replica::Error::Refused(m)) if m.contains("--force")),
         "{again:?}"
     );
+    eprintln!("[{:.1?}] branch -> leaf, still under DML", t0.elapsed());
     // branch -> leaf, still under DML
     let mut branch_c = c.connect("branch").await;
     cli(&["tables", "-c", &leaf_cs, "-q", Q]).await;
@@ -475,6 +499,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         );
     }
 
+    eprintln!(
+        "[{:.1?}] compare while the DML still runs: each pair is read at one tick",
+        t0.elapsed()
+    );
     // compare while the DML still runs: each pair is read at one tick
     let tables = vec!["public.orders".to_string(), "public.Awk ward".to_string()];
     let cmp = compare::compare(&mut branch, &mut root_c, Q, &tables, WAIT)
@@ -494,6 +522,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
     assert_eq!(code, 0, "branch/leaf differ: {out}");
     assert_eq!(out.matches(" equal ").count(), 2, "{out}");
+    eprintln!(
+        "[{:.1?}] and the rows themselves, once the leaf has everything",
+        t0.elapsed()
+    );
     // and the rows themselves, once the leaf has everything
     let last_root_tick = {
         root.execute("select pgq.force_tick($1)", &[&Q])
@@ -534,6 +566,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         "DML ran: {dml_txs} txs, {changed} updated rows"
     );
 
+    eprintln!(
+        "[{:.1?}] a broken row on the leaf: compare sees it, repair hints fix it",
+        t0.elapsed()
+    );
     // a broken row on the leaf: compare sees it, repair hints fix it
     c.psql(
         "leaf",
@@ -573,12 +609,18 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     c.psql("leaf", &fix.join("\n"));
     let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
     assert_eq!(code, 0, "repaired: {out}");
+    eprintln!(
+        "[{:.1?}] apply throughput: one transaction of 20000 inserts through both hops",
+        t0.elapsed()
+    );
     // apply throughput: one transaction of 20000 inserts through both hops
     let t1 = Instant::now();
     c.psql(
         "root",
         "insert into orders select i, 'bulk', i, null from generate_series(200000, 219999) i",
     );
+    let produced = t1.elapsed();
+    let t1 = Instant::now();
     wait_for("the bulk insert on the leaf", WAIT, || async {
         let n: i64 = leaf
             .query_one("select count(*) from orders where id >= 200000", &[])
@@ -590,10 +632,15 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     .await;
     let el = t1.elapsed();
     eprintln!(
-        "20000 inserts root -> branch -> leaf in {el:?}: {:.0} events/s through two hops",
+        "20000 inserts captured on the root in {produced:?}, then on the leaf {el:?} later: \
+         {:.0} events/s through two hops",
         20000.0 / el.as_secs_f64()
     );
 
+    eprintln!(
+        "[{:.1?}] a table copied while the queue is idle turns ok by ticks alone (no event can",
+        t0.elapsed()
+    );
     // a table copied while the queue is idle turns ok by ticks alone (no event can
     // prove the copy is passed)
     c.psql(
@@ -668,6 +715,22 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     assert_eq!(code, 0);
     let (code, _, _) = cli(&["remove-table", "-c", &leaf_cs, "-q", Q, "public.orders"]).await;
     assert_eq!(code, 1, "removing twice");
+    eprintln!(
+        "[{:.1?}] on the root by the registered name (not a valid SQL name): the triggers go",
+        t0.elapsed()
+    );
+    // on the root by the registered name (not a valid SQL name): the triggers go
+    let (code, out, _) = cli(&["remove-table", "-c", &root_cs, "-q", Q, "public.Awk ward"]).await;
+    assert_eq!(code, 0, "{out}");
+    let left: i64 = root
+        .query_one(
+            "select count(*) from pg_trigger where tgrelid = 'public.\"Awk ward\"'::regclass and not tgisinternal",
+            &[],
+        )
+        .await
+        .expect("count triggers")
+        .get(0);
+    assert_eq!(left, 0);
 
     stop.cancel();
     cli(&["tables", "-c", &root_cs, "-q", Q]).await;

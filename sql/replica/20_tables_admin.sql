@@ -126,12 +126,19 @@ declare
     v_key   text;
     v_state text;
     v_trg   text := left('pgq_replica_' || i_queue_name, 54);
-    v_oid   oid := pg_catalog.to_regclass(i_table);
+    v_oid   oid;
 begin
-    if v_oid is not null then
-        v_key := pgq_replica.table_key(i_table);
-    else
+    -- the registered "schema.name" first (it need not parse as a name: spaces,
+    -- capitals), then the name as regclass reads it
+    if exists (select 1 from pgq_replica.table_info t
+                where t.queue_name = i_queue_name and t.table_name = i_table) then
         v_key := i_table;
+    else
+        begin
+            v_key := pgq_replica.table_key(i_table);
+        exception when undefined_table or invalid_name or syntax_error then
+            return false;
+        end;
     end if;
     delete from pgq_replica.table_info t
      where t.queue_name = i_queue_name and t.table_name = v_key
@@ -139,6 +146,10 @@ begin
     if not found then
         return false;
     end if;
+    select c.oid into v_oid
+      from pg_catalog.pg_class c
+      join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+     where n.nspname::text || '.' || c.relname::text = v_key;
     if v_state = 'root' and v_oid is not null then
         execute pg_catalog.format('drop trigger if exists %I on %s', v_trg, v_oid::pg_catalog.regclass);
         execute pg_catalog.format('drop trigger if exists %I on %s', v_trg || '_trunc', v_oid::pg_catalog.regclass);

@@ -287,13 +287,27 @@ async fn provider(c: &Client, queue: &str, given: &Option<String>) -> Result<Str
     )))
 }
 
-/// Resolves a table argument into the `schema.name` key on this node.
+/// Resolves a table argument into the `schema.name` key on this node: a registered key
+/// as it is (`public.Awk ward`), else the name as regclass reads it.
 async fn key(c: &Client, table: &str) -> Result<String, Error> {
+    let known = c
+        .query_opt(
+            "select table_name from pgq_replica.table_info where table_name = $1 limit 1",
+            &[&table],
+        )
+        .await
+        .map_err(sql_err("reading pgq_replica.table_info"))?;
+    if let Some(r) = known {
+        return Ok(r.get(0));
+    }
     c.query_one("select pgq_replica.table_key($1)", &[&table])
         .await
         .map(|r| r.get(0))
         .map_err(|source| {
-            if crate::pgerr::sqlstate(&source) == Some("42P01") {
+            if matches!(
+                crate::pgerr::sqlstate(&source),
+                Some("42P01") | Some("42602") | Some("42601")
+            ) {
                 Error::Refused(format!("no table {table:?} on this node"))
             } else {
                 Error::Sql {
