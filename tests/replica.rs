@@ -710,6 +710,17 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     .await;
     assert_eq!(code, 0, "root/branch: {out}");
     assert_eq!(out.matches(" equal ").count(), 3, "{out}");
+    // TRUNCATE travels too
+    c.psql("root", "truncate quiet");
+    wait_for("the truncate on the leaf", WAIT, || async {
+        let n: i64 = leaf
+            .query_one("select count(*) from quiet", &[])
+            .await
+            .ok()?
+            .get(0);
+        (n == 0).then_some(())
+    })
+    .await;
 
     let (code, _, _) = cli(&["remove-table", "-c", &leaf_cs, "-q", Q, "public.orders"]).await;
     assert_eq!(code, 0);
