@@ -28,6 +28,7 @@ const TABLES_SQL: &str = "
 create table public.orders (id int primary key, cust text not null, amount numeric(12,2), note text);
 create table public.\"Awk ward\" (a text, b int, t text, n numeric, bin bytea, ts timestamptz, j jsonb,
                                   primary key (a, b));
+create table public.awk_l (like public.\"Awk ward\" including all);
 create table public.nokey (x int);
 create table public.quiet (id int primary key, v text);
 ";
@@ -217,6 +218,12 @@ fn spawn_dml(c: &TestCluster, stop: CancellationToken) -> JoinHandle<u64> {
             )
             .await
             .expect("update awk");
+            tx.execute(
+                "update awk_l set n = n + 1, t = t || E'\\n''x'' é' where b = ($1::int8 % 50)::int",
+                &[&n],
+            )
+            .await
+            .expect("update awk_l");
             tx.commit().await.expect("commit");
         }
         n as u64
@@ -282,7 +289,8 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
                     case when i % 4 = 0 then null else decode('00ff5c27' || lpad(to_hex(i), 4, '0'), 'hex') end, \
                     timestamptz '2024-02-29 23:59:59.123456+05:30' + i * interval '1 hour', \
                     jsonb_build_object('k', i, 's', E'a\"b\\\\c', 'arr', jsonb_build_array(1, null, 'x')) \
-               from generate_series(0, 99) i;"
+               from generate_series(0, 99) i; \
+             insert into awk_l select * from \"Awk ward\";"
         ),
     );
     c.psql(
@@ -336,7 +344,27 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         .await
         .expect("count triggers")
         .get(0);
-    assert_eq!(triggers, 4, "row and truncate triggers on both tables");
+    let (code, _, _) = cli(&[
+        "add-table",
+        "-c",
+        &root_cs,
+        "-q",
+        Q,
+        "--role",
+        "root",
+        "awk_l",
+    ])
+    .await;
+    assert_eq!(code, 0);
+    let triggers: i64 = root
+        .query_one(
+            "select count(*) from pg_trigger where tgname like 'pgq_replica_rq%' and not tgisinternal",
+            &[],
+        )
+        .await
+        .expect("count triggers")
+        .get(0);
+    assert_eq!(triggers, 6, "row and truncate triggers on the three tables");
     let st: String = branch
         .query_one("select pgq_replica.add_table($1, 'orders', false)", &[&Q])
         .await
@@ -350,6 +378,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         )
         .await
         .expect("add awkward");
+    branch
+        .query_one("select pgq_replica.add_table($1, 'awk_l', false)", &[&Q])
+        .await
+        .expect("add awk_l");
     let leaf_cs = c.connstr("leaf");
     let branch_cs = c.connstr("branch");
     let (code, _, err) = cli(&["add-table", "-c", &leaf_cs, "-q", Q, "orders"]).await;
@@ -365,6 +397,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         "subscriber",
         "orders",
         "public.\"Awk ward\"",
+        "awk_l",
     ])
     .await;
     assert_eq!(code, 0);
@@ -450,13 +483,13 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     // copy root -> branch while the DML runs
     let mut root_c = c.connect("root").await;
     let mut copies = Vec::new();
-    for t in ["public.orders", "public.Awk ward"] {
+    for t in ["public.orders", "public.Awk ward", "public.awk_l"] {
         let r = copy::copy_table(&mut branch, &mut root_c, Q, t, "root", false)
             .await
             .unwrap_or_else(|e| panic!("copy {t} into branch: {e}"));
         copies.push(r);
     }
-    for t in ["public.orders", "public.Awk ward"] {
+    for t in ["public.orders", "public.Awk ward", "public.awk_l"] {
         wait_for("branch tables caught up", WAIT, || async {
             (state(&branch, t).await == "ok").then_some(())
         })
@@ -482,7 +515,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         out.contains("public.orders: copied 2") && out.contains("catching-up"),
         "{out}"
     );
-    for t in ["public.orders", "public.Awk ward"] {
+    for t in ["public.orders", "public.Awk ward", "public.awk_l"] {
         wait_for("leaf tables caught up", WAIT, || async {
             (state(&leaf, t).await == "ok").then_some(())
         })
@@ -504,7 +537,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         t0.elapsed()
     );
     // compare while the DML still runs: each pair is read at one tick
-    let tables = vec!["public.orders".to_string(), "public.Awk ward".to_string()];
+    let tables: Vec<String> = ["public.orders", "public.Awk ward", "public.awk_l"]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
     let cmp = compare::compare(&mut branch, &mut root_c, Q, &tables, WAIT)
         .await
         .expect("compare root/branch under load");
@@ -521,7 +557,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     assert!(out.contains(" ok "), "{out}");
     let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
     assert_eq!(code, 0, "branch/leaf differ: {out}");
-    assert_eq!(out.matches(" equal ").count(), 2, "{out}");
+    assert_eq!(out.matches(" equal ").count(), 3, "{out}");
     eprintln!(
         "[{:.1?}] and the rows themselves, once the leaf has everything",
         t0.elapsed()
@@ -551,7 +587,11 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         (t? >= last_root_tick).then_some(())
     })
     .await;
-    for (table, order) in [("orders", "id"), ("\"Awk ward\"", "a, b")] {
+    for (table, order) in [
+        ("orders", "id"),
+        ("\"Awk ward\"", "a, b"),
+        ("awk_l", "a, b"),
+    ] {
         let r = rows(&c, "root", table, order);
         assert_eq!(rows(&c, "branch", table, order), r, "{table} root/branch");
         assert_eq!(rows(&c, "leaf", table, order), r, "{table} root/leaf");
@@ -709,7 +749,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     ])
     .await;
     assert_eq!(code, 0, "root/branch: {out}");
-    assert_eq!(out.matches(" equal ").count(), 3, "{out}");
+    assert_eq!(out.matches(" equal ").count(), 4, "{out}");
     // TRUNCATE travels too
     c.psql("root", "truncate quiet");
     wait_for("the truncate on the leaf", WAIT, || async {
