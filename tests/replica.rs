@@ -336,14 +336,6 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     ])
     .await;
     assert_eq!(code, 0);
-    let triggers: i64 = root
-        .query_one(
-            "select count(*) from pg_trigger where tgname like 'pgq_replica_rq%' and not tgisinternal",
-            &[],
-        )
-        .await
-        .expect("count triggers")
-        .get(0);
     let (code, _, _) = cli(&[
         "add-table",
         "-c",
