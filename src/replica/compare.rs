@@ -369,7 +369,11 @@ async fn at_same_tick_paused(
             .map(|m| m.quoted.clone())
             .collect::<Vec<_>>()
             .join(", ");
-        ptx.batch_execute(&format!("lock table {list} in share mode"))
+        // writers queue behind this lock: give up rather than wait for ever
+        ptx.batch_execute(&format!(
+            "set local lock_timeout = {}; lock table {list} in share mode",
+            timeout.as_millis().max(1)
+        ))
             .await
             .map_err(sql_err("locking the tables on the root against writes"))?;
         let xid: i64 = ptx
