@@ -1,21 +1,20 @@
-//! Table replication (issue #11 part 3) end to end on one throwaway cluster: a root, a
-//! branch and a leaf (three databases), tables copied root → branch → leaf while
-//! inserts, updates and deletes run on the root, then compared equal (checksums through
-//! `compare`, and the rows themselves); a table with a composite key and awkward values
-//! (sqltriga), a key-less table refused, and a broken row found by compare and fixed by
-//! the SQL repair hints.
-//!
-//! The cascade hops run in a small test-local loop (the provider's `next_batch` /
-//! `get_batch_events` / `finish_batch`; on the subscriber one transaction with the
-//! applier, the event copy and the tick on a branch), the shape the cascade worker has.
+//! Table replication (issue #11 part 3) end to end on one throwaway cluster: a cascade of
+//! root, branch and leaf (three databases, `pgqd::cascade` nodes and workers with the
+//! replication applier), tables copied root → branch → leaf while inserts, updates and
+//! deletes run on the root, then compared equal (checksums through `compare`, and the
+//! rows themselves); composite-key tables with awkward values through sqltriga and
+//! logutriga, a key-less table refused, a broken row found by compare and fixed by the
+//! SQL repair hints, a table copied while the queue is idle, a TRUNCATE, and the leaf's
+//! worker as a process (`pgqd replica worker`, stopped by SIGTERM). The CLI runs as the
+//! binary; it reads node roles and providers from pgq_node.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{TestCluster, install_schema, wait_for};
-use pgqd::cascade::{BatchHandler, NodeCtx, NodeType};
-use pgqd::consumer::{BatchInfo, Event};
+use pgqd::cascade::admin::{Admin, CreateNode};
+use pgqd::cascade::{NodeType, WorkerConfig, run_worker};
 use pgqd::replica::{Applier, compare, copy};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
@@ -35,139 +34,44 @@ create table public.quiet (id int primary key, v text);
 
 fn setup_node(c: &TestCluster, db: &str) {
     c.create_pgq_db(db);
-    install_schema(c, db, &["triggers", "replica"]);
+    install_schema(c, db, &["triggers", "node", "replica"]);
     c.psql(db, TABLES_SQL);
 }
 
-/// One pass of a cascade hop: the next batch of `prov` applied on `sub` (and copied into
-/// `sub`'s queue when `branch`). Returns whether there was a batch.
-async fn hop_once(
-    prov: &Client,
-    sub: &mut Client,
-    ctx: &NodeCtx,
-    branch: bool,
-    applier: &mut Applier,
-) -> Result<bool, pgqd::consumer::BoxError> {
-    let row = prov
-        .query_one(
-            "select batch_id, cur_tick_id, prev_tick_id, cur_tick_time::text, \
-                    prev_tick_time::text, cur_tick_event_seq \
-               from pgq.next_batch_info($1, $2)",
-            &[&ctx.queue_name, &ctx.worker_name],
-        )
-        .await?;
-    let Some(batch_id) = row.get::<_, Option<i64>>(0) else {
-        return Ok(false);
-    };
-    let info = BatchInfo {
-        batch_id,
-        tick_id: row.get(1),
-        prev_tick_id: row.get(2),
-        tick_time: row.get(3),
-        prev_tick_time: row.get(4),
-        lag: Duration::ZERO,
-    };
-    let seq: i64 = row.get(5);
-    let events: Vec<Event> = prov
-        .query(
-            "select ev_id, ev_time, ev_txid, ev_retry, ev_type, ev_data, ev_extra1, \
-                    ev_extra2, ev_extra3, ev_extra4 from pgq.get_batch_events($1)",
-            &[&batch_id],
-        )
-        .await?
-        .iter()
-        .map(|r| Event {
-            id: r.get(0),
-            time: r.get(1),
-            txid: r.get(2),
-            retry: r.get(3),
-            ev_type: r.get(4),
-            data: r.get(5),
-            extra1: r.get(6),
-            extra2: r.get(7),
-            extra3: r.get(8),
-            extra4: r.get(9),
-        })
-        .collect();
-    let tx = sub.transaction().await?;
-    applier.handle_batch(&tx, ctx, &info, &events).await?;
-    if branch {
-        let col = |f: fn(&Event) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
-        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-        let times: Vec<std::time::SystemTime> = events.iter().map(|e| e.time).collect();
-        tx.execute(
-            "select count(pgq.insert_event_raw($1, u.id, u.t, null, null, u.ty, u.d, u.e1, u.e2, u.e3, u.e4)) \
-               from unnest($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
-                           $7::text[], $8::text[], $9::text[]) u(id, t, ty, d, e1, e2, e3, e4)",
-            &[
-                &ctx.queue_name,
-                &ids,
-                &times,
-                &col(|e| e.ev_type.clone()),
-                &col(|e| e.data.clone()),
-                &col(|e| e.extra1.clone()),
-                &col(|e| e.extra2.clone()),
-                &col(|e| e.extra3.clone()),
-                &col(|e| e.extra4.clone()),
-            ],
-        )
-        .await?;
-        tx.execute(
-            "select pgq.ticker($1, $2, $3::text::timestamptz, $4)",
-            &[&ctx.queue_name, &info.tick_id, &info.tick_time, &seq],
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    prov.execute("select pgq.finish_batch($1)", &[&batch_id])
-        .await?;
-    Ok(true)
-}
-
-/// Runs a hop until `stop`; errors (a compare's pause) are retried after 20 ms.
-fn spawn_hop(
+/// Runs the cascade worker of node `db` with the replication applier until `stop`.
+fn spawn_worker(
     c: &TestCluster,
-    prov_db: &str,
-    sub_db: &str,
-    branch: bool,
+    db: &str,
     stop: CancellationToken,
 ) -> JoinHandle<pgqd::replica::ApplyStats> {
-    let worker = format!("{sub_db}_worker");
-    let ctx = NodeCtx {
-        queue_name: Q.into(),
-        node_name: sub_db.into(),
-        node_type: if branch {
-            NodeType::Branch
-        } else {
-            NodeType::Leaf
-        },
-        worker_name: worker.clone(),
-        provider_node: prov_db.into(),
-        provider_connstr: c.connstr(prov_db),
-    };
-    let pcfg = c.config(prov_db);
-    let scfg = c.config(sub_db);
+    let mut cfg = WorkerConfig::new(Q, &c.connstr(db));
+    cfg.poll_interval = Duration::from_millis(20);
+    // a batch refused during compare's pause comes again soon
+    cfg.error_delay = Duration::from_millis(50);
+    cfg.local_wm_publish_period = Duration::from_millis(500);
+    cfg.global_wm_publish_period = Duration::from_millis(500);
     tokio::spawn(async move {
-        let connect = |cfg: tokio_postgres::Config| async move {
-            let (cl, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("connect");
-            tokio::spawn(conn);
-            cl
-        };
-        let prov = connect(pcfg).await;
-        let mut sub = connect(scfg).await;
-        prov.execute("select pgq.register_consumer($1, $2)", &[&Q, &worker])
-            .await
-            .expect("register");
         let mut applier = Applier::new();
-        while !stop.is_cancelled() {
-            match hop_once(&prov, &mut sub, &ctx, branch, &mut applier).await {
-                Ok(true) => {}
-                Ok(false) => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
+        run_worker(&cfg, &mut applier, &stop)
+            .await
+            .expect("the worker stops cleanly");
         applier.stats
     })
+}
+
+/// Creates the cascade node `name` (root when `provider` is None).
+async fn create_node(c: &TestCluster, name: &str, t: NodeType, provider: Option<&str>) {
+    let mut admin = Admin::new(Q, &c.connstr(name), WAIT);
+    admin
+        .create(&CreateNode {
+            node_type: t,
+            node_name: name.into(),
+            location: None,
+            worker: None,
+            provider: provider.map(|p| c.connstr(p)),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create node {name}: {e}"));
 }
 
 /// The root's ticker: what the daemon does, every 30 ms.
@@ -274,11 +178,11 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     for db in ["root", "branch", "leaf"] {
         setup_node(&c, db);
     }
+    create_node(&c, "root", NodeType::Root, None).await;
     c.psql(
         "root",
         &format!(
-            "select pgq.create_queue('{Q}'); \
-             select pgq.set_queue_config('{Q}', 'ticker_max_count', '50'); \
+            "select pgq.set_queue_config('{Q}', 'ticker_max_count', '50'); \
              select pgq.set_queue_config('{Q}', 'ticker_max_lag', '0.05 seconds'); \
              select pgq.set_queue_config('{Q}', 'ticker_idle_period', '0.2 seconds'); \
              insert into orders select i, 'c' || (i % 97), i * 1.5, case when i % 3 = 0 then null else 'n' || i end \
@@ -293,12 +197,8 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
              insert into awk_l select * from \"Awk ward\";"
         ),
     );
-    c.psql(
-        "branch",
-        &format!(
-            "select pgq.create_queue('{Q}'); select pgq.set_queue_config('{Q}', 'external_ticker', 'true');"
-        ),
-    );
+    create_node(&c, "branch", NodeType::Branch, Some("root")).await;
+    create_node(&c, "leaf", NodeType::Leaf, Some("branch")).await;
     let root = c.connect("root").await;
     let mut branch = c.connect("branch").await;
     let mut leaf = c.connect("leaf").await;
@@ -376,17 +276,30 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         .expect("add awk_l");
     let leaf_cs = c.connstr("leaf");
     let branch_cs = c.connstr("branch");
-    let (code, _, err) = cli(&["add-table", "-c", &leaf_cs, "-q", Q, "orders"]).await;
-    assert_eq!(code, 2, "no role and no pgq_node: usage error: {err}");
+    // the role comes from pgq_node; a queue it does not know needs --role, a --role
+    // that contradicts it is refused
+    let (code, _, err) = cli(&["add-table", "-c", &leaf_cs, "-q", "other", "orders"]).await;
+    assert_eq!(code, 2, "no role and no node: usage error: {err}");
     assert!(err.contains("--role"), "{err}");
+    let (code, _, err) = cli(&[
+        "add-table",
+        "-c",
+        &root_cs,
+        "-q",
+        Q,
+        "--role",
+        "subscriber",
+        "orders",
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("contradicts"), "{err}");
     let (code, out, _) = cli(&[
         "add-table",
         "-c",
         &leaf_cs,
         "-q",
         Q,
-        "--role",
-        "subscriber",
         "orders",
         "public.\"Awk ward\"",
         "awk_l",
@@ -449,8 +362,10 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
 
     let stop = CancellationToken::new();
     let ticker = spawn_ticker(&c, stop.clone());
-    let hop_b = spawn_hop(&c, "root", "branch", true, stop.clone());
-    let hop_l = spawn_hop(&c, "branch", "leaf", false, stop.clone());
+    let hop_r = spawn_worker(&c, "root", stop.clone());
+    let hop_b = spawn_worker(&c, "branch", stop.clone());
+    let leaf_stop = CancellationToken::new();
+    let hop_l = spawn_worker(&c, "leaf", leaf_stop.clone());
     let dml_stop = CancellationToken::new();
     let dml = spawn_dml(&c, dml_stop.clone());
     eprintln!(
@@ -501,7 +416,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     // branch -> leaf, still under DML
     let mut branch_c = c.connect("branch").await;
     cli(&["tables", "-c", &leaf_cs, "-q", Q]).await;
-    let (code, out, _) = cli(&["copy", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
+    let (code, out, _) = cli(&["copy", "-c", &leaf_cs, "-q", Q]).await;
     assert_eq!(code, 0);
     assert!(
         out.contains("public.orders: copied 2") && out.contains("catching-up"),
@@ -547,7 +462,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let (code, out, _) = cli(&["tables", "-c", &leaf_cs, "-q", Q]).await;
     assert_eq!(code, 0);
     assert!(out.contains(" ok "), "{out}");
-    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
+    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q]).await;
     assert_eq!(code, 0, "branch/leaf differ: {out}");
     assert_eq!(out.matches(" equal ").count(), 3, "{out}");
     eprintln!(
@@ -609,7 +524,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
          insert into orders values (999999, 'extra', 1, null); \
          update \"Awk ward\" set t = 'broken' where b = 3",
     );
-    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
+    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q]).await;
     assert_eq!(code, 3, "{out}");
     assert_eq!(out.matches("DIFFERENT").count(), 2, "{out}");
     let (code, out, _) = cli(&[
@@ -639,7 +554,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let fix: Vec<String> = rep.tables.iter().flat_map(|t| t.sql.clone()).collect();
     assert_eq!(fix.len(), 4, "{fix:?}");
     c.psql("leaf", &fix.join("\n"));
-    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--provider", &branch_cs]).await;
+    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q]).await;
     assert_eq!(code, 0, "repaired: {out}");
     eprintln!(
         "[{:.1?}] apply throughput: one transaction of 20000 inserts through both hops",
@@ -775,10 +690,61 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         .get(0);
     assert_eq!(left, 0);
 
-    stop.cancel();
     cli(&["tables", "-c", &root_cs, "-q", Q]).await;
-    let sb = hop_b.await.expect("branch hop");
+    // the leaf's worker as a process (pgqd replica worker CONFIG): applies a change,
+    // SIGTERM stops it cleanly
+    leaf_stop.cancel();
     let sl = hop_l.await.expect("leaf hop");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg_path = dir.path().join("leaf.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "queue_name = '{Q}'\ndb = \"{leaf_cs}\"\nnode_name = 'leaf'\npoll_interval = '50ms'\n"
+        ),
+    )
+    .expect("write config");
+    let log_path = dir.path().join("worker.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgqd"))
+        .args(["replica", "worker", cfg_path.to_str().expect("utf-8 path")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("start worker");
+    c.psql(
+        "root",
+        "update awk_l set t = 'from the process' where b = 7",
+    );
+    wait_for("the worker process applied the update", WAIT, || async {
+        let n: i64 = leaf
+            .query_one(
+                "select count(*) from awk_l where t = 'from the process'",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let st = common::wait_exit(&mut child, Duration::from_secs(15));
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "worker exit after SIGTERM; its log:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let (code, _, err) = cli(&["worker", "/nonexistent/leaf.toml"]).await;
+    assert_eq!(code, 2, "{err}");
+
+    stop.cancel();
+    hop_r.await.expect("root worker");
+    let sb = hop_b.await.expect("branch hop");
     ticker.await.expect("ticker");
     eprintln!(
         "dml txs {dml_txs}; branch {sb:?}; leaf {sl:?}; whole test {:?}",

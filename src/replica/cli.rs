@@ -183,6 +183,10 @@ pub struct WorkerArgs {
 
 /// Runs a replication command; returns the exit code.
 pub fn run(cmd: &ReplicaCommand) -> u8 {
+    if let ReplicaCommand::Worker(a) = cmd {
+        // its own runtime, logging and signals, like `pgqd cascade worker`
+        return super::worker::run(&a.config);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -213,7 +217,7 @@ async fn run_async(cmd: &ReplicaCommand) -> Result<u8, Error> {
         ReplicaCommand::Copy(a) => copy_cmd(a).await,
         ReplicaCommand::Compare(a) => compare_cmd(a, false).await,
         ReplicaCommand::Repair(a) => compare_cmd(a, true).await,
-        ReplicaCommand::Worker(a) => worker(a).await,
+        ReplicaCommand::Worker(_) => Err(Error::Usage("worker runs on its own runtime".into())),
     }
 }
 
@@ -622,11 +626,4 @@ fn print_repair(r: &AtTick<compare::RepairHints>, format: Format) {
             println!("{s}");
         }
     }
-}
-
-async fn worker(a: &WorkerArgs) -> Result<u8, Error> {
-    Err(Error::Failed(format!(
-        "{}: the cascade worker is not in this build yet",
-        a.config.display()
-    )))
 }

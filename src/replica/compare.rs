@@ -374,8 +374,8 @@ async fn at_same_tick_paused(
             "set local lock_timeout = {}; lock table {list} in share mode",
             timeout.as_millis().max(1)
         ))
-            .await
-            .map_err(sql_err("locking the tables on the root against writes"))?;
+        .await
+        .map_err(sql_err("locking the tables on the root against writes"))?;
         let xid: i64 = ptx
             .query_one(sql::TXID, &[])
             .await

@@ -14,7 +14,8 @@
 //! - [`change`], [`urlenc`], [`sqlfrag`]: reading events back into row changes;
 //! - [`meta`]: table columns and the parameterised statements built from them;
 //! - [`snapshot`]: txid snapshots; [`sql`]: every fixed statement;
-//! - [`cli`]: `pgqd replica …`.
+//! - [`cli`]: `pgqd replica …`; [`worker`]: `pgqd replica worker`, the cascade worker
+//!   ([`crate::cascade::run_worker`]) with the applier.
 
 pub mod apply;
 pub mod change;
@@ -26,6 +27,7 @@ pub mod snapshot;
 pub mod sql;
 pub mod sqlfrag;
 pub mod urlenc;
+pub mod worker;
 
 pub use apply::{Applier, ApplyStats};
 
