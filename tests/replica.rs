@@ -210,17 +210,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     // capture on the root; registration (state copy) on the subscribers
     // the root through the CLI, the branch through the SQL functions
     let root_cs = c.connstr("root");
-    let (code, out, _) = cli(&[
-        "add-table",
-        "-c",
-        &root_cs,
-        "-q",
-        Q,
-        "--role",
-        "root",
-        "orders",
-    ])
-    .await;
+    let (code, out, _) = cli(&["add-table", "-c", &root_cs, "-q", Q, "orders"]).await;
     assert_eq!((code, out.as_str()), (0, "orders: root\n"));
     let (code, _, _) = cli(&[
         "add-table",
@@ -228,8 +218,6 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         &root_cs,
         "-q",
         Q,
-        "--role",
-        "root",
         "--kind",
         "sqltriga",
         "public.\"Awk ward\"",

@@ -326,17 +326,24 @@ async fn add_table(a: &AddTableArgs) -> Result<u8, Error> {
     let c = open(&a.conn).await?;
     let root = match (a.role, node_type(&c, &a.queue).await?) {
         (Some(r), Some(t)) if (r == Role::Root) != (t == "root") => {
+            let r = if r == Role::Root {
+                "root"
+            } else {
+                "subscriber"
+            };
             return Err(Error::Usage(format!(
-                "--role {r:?} contradicts pgq_node, which says this node is a {t} of queue {}",
+                "--role {r} contradicts pgq_node, which says this node is a {t} of queue {}",
                 a.queue
             )));
         }
         (Some(r), _) => r == Role::Root,
         (None, Some(t)) => t == "root",
         (None, None) => {
-            return Err(Error::Usage(
-                "cannot tell whether this node is the root (no pgq_node here): pass --role root or --role subscriber".into(),
-            ));
+            return Err(Error::Usage(format!(
+                "cannot tell whether this node is the root of queue {} (pgq_node has no node \
+                     for it here): pass --role root or --role subscriber",
+                a.queue
+            )));
         }
     };
     let kind = match a.kind {
