@@ -16,13 +16,16 @@
 //! 4. the pause is lifted (also on failure; and it expires by itself 30 s after the
 //!    compare's timeout, should the compare die).
 //!
-//! Why "once that tick's snapshot sees the transaction": a branch applies a batch,
-//! copies its events and makes the tick in one transaction, and PostgreSQL counts a
-//! transaction as visible in its own snapshot only when some later transaction id has
-//! already finished. When it does not, that batch's events reach the subscriber only
-//! with the next tick, so the branch's tables at tick T would be one batch ahead of a
-//! subscriber at T. The applier records its transaction id, and compare waits (a few
-//! batches at most under load; idle ticks carry no events and always qualify).
+//! Why "once that tick's snapshot sees the transaction": the subscriber at tick T has the
+//! events that T's snapshot sees. Our cascade worker makes a branch's tick in a
+//! transaction after the one that applied and copied the batch, so T may not exist yet
+//! when the branch's tables already hold the batch; a worker that ticks in the applying
+//! transaction itself (Skytools' python worker does) makes T's snapshot see that
+//! transaction only when some later transaction id has already finished (PostgreSQL
+//! leaves a transaction's own id out of its snapshot), else those events come with the
+//! next tick. Either way the branch's tables at T would be one batch ahead of a
+//! subscriber at T. The applier records its transaction id, and compare waits until T
+//! exists and sees it (a batch without events always qualifies).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -406,11 +409,8 @@ async fn at_same_tick_paused(
             .map_err(sql_err("ending the provider transaction"))?;
         (tick, side)
     } else {
-        // A branch ticks its queue in the transaction that applied and copied the
-        // batch, and PostgreSQL may or may not count that transaction as visible in
-        // its own snapshot: when it does not (and the batch had events), the
-        // subscriber gets those events only with the next tick, so this point would
-        // be one batch off. Wait for a batch where it does (or that had no events).
+        // The branch's last tick must exist and see the transaction that applied its
+        // batch (module doc), else this point would be one batch off: wait for it.
         drop(ptx);
         loop {
             let ptx = prov
