@@ -178,6 +178,23 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     for db in ["root", "branch", "leaf"] {
         setup_node(&c, db);
     }
+    // the component through pgqd install too (again over the harness's install: it can
+    // be re-applied)
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pgqd"))
+        .args([
+            "install",
+            "--component",
+            "replica",
+            "--connstr",
+            &c.connstr("leaf"),
+        ])
+        .output()
+        .expect("run pgqd install");
+    assert!(
+        o.status.success(),
+        "pgqd install --component replica: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     create_node(&c, "root", NodeType::Root, None).await;
     c.psql(
         "root",
