@@ -200,13 +200,34 @@ pub fn run(cmd: &ReplicaCommand) -> u8 {
     match rt.block_on(run_async(cmd)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pgqd replica: {e}");
+            match (node_of(cmd), e.sqlstate()) {
+                (Some(node), Some(state)) => {
+                    eprintln!("pgqd replica: {e} (this node: {node}; SQLSTATE {state})")
+                }
+                _ => eprintln!("pgqd replica: {e}"),
+            }
             match e {
                 Error::Usage(_) | Error::Conn(conn::Error::BadConnstr(_)) => 2,
                 _ => 1,
             }
         }
     }
+}
+
+/// "database "x" on host:port as user" of the node a command acts on, for error lines
+/// of server errors (the provider side says "provider" in its own messages).
+fn node_of(cmd: &ReplicaCommand) -> Option<String> {
+    let c = match cmd {
+        ReplicaCommand::AddTable(a) => &a.conn,
+        ReplicaCommand::RemoveTable(a) => &a.conn,
+        ReplicaCommand::Tables(a) => &a.conn,
+        ReplicaCommand::Copy(a) => &a.conn,
+        ReplicaCommand::Compare(a) | ReplicaCommand::Repair(a) => &a.conn,
+        ReplicaCommand::Worker(_) => return None,
+    };
+    conn::config_from(&c.connstr, c.dbname.as_deref())
+        .ok()
+        .map(|t| conn::describe(&t))
 }
 
 async fn run_async(cmd: &ReplicaCommand) -> Result<u8, Error> {

@@ -239,6 +239,7 @@ async fn read_side(
     metas: &[TableMeta],
     cols: &[TableMeta],
     work: Work,
+    node: &str,
 ) -> Result<Side, Error> {
     tx.batch_execute(sql::STABLE_TEXT)
         .await
@@ -256,7 +257,7 @@ async fn read_side(
                 let r = tx
                     .query_one(&q, &[])
                     .await
-                    .map_err(sql_err(format!("checksumming {}", m.quoted)))?;
+                    .map_err(sql_err(format!("checksumming {} on the {node}", m.quoted)))?;
                 sums.push(Sum {
                     rows: r.get(0),
                     checksum: r.get(1),
@@ -275,11 +276,10 @@ async fn read_side(
                     m.quoted
                 );
                 let mut map = KeyedRows::new();
-                for r in tx
-                    .query(&q, &[])
-                    .await
-                    .map_err(sql_err(format!("reading the rows of {}", m.quoted)))?
-                {
+                for r in tx.query(&q, &[]).await.map_err(sql_err(format!(
+                    "reading the rows of {} on the {node}",
+                    m.quoted
+                )))? {
                     map.insert(r.get(0), (r.get(1), r.get(2)));
                 }
                 rows.push(map);
@@ -384,7 +384,7 @@ async fn at_same_tick_paused(
             .await
             .map_err(sql_err("txid_current()"))?
             .get(0);
-        let side = read_side(&ptx, &pmetas, &smetas, work).await?;
+        let side = read_side(&ptx, &pmetas, &smetas, work, "provider").await?;
         ptx.execute(sql::FORCE_TICK, &[&queue])
             .await
             .map_err(sql_err("pgq.force_tick"))?;
@@ -434,7 +434,7 @@ async fn at_same_tick_paused(
                 ))
             })?;
             if exact {
-                let side = read_side(&ptx, &pmetas, &smetas, work).await?;
+                let side = read_side(&ptx, &pmetas, &smetas, work, "provider").await?;
                 ptx.commit()
                     .await
                     .map_err(sql_err("ending the provider transaction"))?;
@@ -484,7 +484,7 @@ async fn at_same_tick_paused(
     stx.execute(sql::LOCK_EXCLUSIVE, &[&queue])
         .await
         .map_err(sql_err("holding the subscriber's applier"))?;
-    let sside = read_side(&stx, &smetas, &smetas, work).await?;
+    let sside = read_side(&stx, &smetas, &smetas, work, "subscriber").await?;
     stx.commit()
         .await
         .map_err(sql_err("ending the subscriber transaction"))?;
