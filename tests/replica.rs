@@ -467,6 +467,28 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
     let (code, out, _) = cli(&["tables", "-c", &leaf_cs, "-q", Q]).await;
     assert_eq!(code, 0);
     assert!(out.contains(" ok "), "{out}");
+    let (code, out, _) = cli(&["tables", "-c", &leaf_cs, "-q", Q, "--format", "json"]).await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("tables --format json");
+    let states: Vec<&str> = v
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|t| t["state"].as_str())
+        .collect();
+    assert_eq!(states, ["ok", "ok", "ok"], "{out}");
+    assert_eq!(v[2]["copy_rows"], 20000, "{out}");
+    let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q, "--format", "json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("compare --format json");
+    assert!(v["tick"].as_i64().is_some_and(|t| t > 0), "{out}");
+    assert_eq!(v["tables"].as_array().map(Vec::len), Some(3), "{out}");
+    assert!(
+        v["tables"]
+            .as_array()
+            .is_some_and(|ts| ts.iter().all(|t| t["equal"] == true)),
+        "{out}"
+    );
     let (code, out, _) = cli(&["compare", "-c", &leaf_cs, "-q", Q]).await;
     assert_eq!(code, 0, "branch/leaf differ: {out}");
     assert_eq!(out.matches(" equal ").count(), 3, "{out}");
