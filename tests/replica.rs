@@ -453,7 +453,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         .iter()
         .map(|t| t.to_string())
         .collect();
-    let cmp = compare::compare(&mut branch, &mut root_c, Q, &tables, WAIT)
+    let cmp = compare::compare(&mut branch, &mut root_c, &root, Q, &tables, WAIT)
         .await
         .expect("compare root/branch under load");
     for t in &cmp.tables {
@@ -570,7 +570,7 @@ async fn replicates_root_branch_leaf_with_dml_during_copy() {
         out.contains("delete from public.orders where id = '999999';"),
         "{out}"
     );
-    let rep = compare::repair(&mut leaf, &mut branch_c, Q, &tables, WAIT)
+    let rep = compare::repair(&mut leaf, &mut branch_c, &branch, Q, &tables, WAIT)
         .await
         .expect("repair");
     let orders = &rep.tables[0];

@@ -542,6 +542,7 @@ async fn compare_cmd(a: &CompareArgs, repair: bool) -> Result<u8, Error> {
     let mut sub = open(&a.conn).await?;
     let pconn = provider(&sub, &a.queue, &a.provider).await?;
     let mut prov = open_connstr(&pconn, "the provider").await?;
+    let nudge = open_connstr(&pconn, "the provider").await?;
     let keys: Vec<String> = if a.tables.is_empty() {
         sub.query(
             "select table_name from pgq_replica.table_info where queue_name = $1 order by 1",
@@ -566,12 +567,12 @@ async fn compare_cmd(a: &CompareArgs, repair: bool) -> Result<u8, Error> {
         )));
     }
     if repair {
-        let r = compare::repair(&mut sub, &mut prov, &a.queue, &keys, a.timeout).await?;
+        let r = compare::repair(&mut sub, &mut prov, &nudge, &a.queue, &keys, a.timeout).await?;
         print_repair(&r, a.format);
         let any = r.tables.iter().any(|t| !t.sql.is_empty());
         return Ok(if any { EXIT_DIFFERS } else { 0 });
     }
-    let r = compare::compare(&mut sub, &mut prov, &a.queue, &keys, a.timeout).await?;
+    let r = compare::compare(&mut sub, &mut prov, &nudge, &a.queue, &keys, a.timeout).await?;
     if a.format == Format::Json {
         let list: Vec<serde_json::Value> = r
             .tables

@@ -107,14 +107,17 @@ fn sql_err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Err
 }
 
 /// Compares `tables` (`schema.name`) of `queue` between `prov` and `sub`.
+/// `prov_nudge` is a second session to the provider (see `at_same_tick_paused`).
 pub async fn compare(
     sub: &mut Client,
     prov: &mut Client,
+    prov_nudge: &Client,
     queue: &str,
     tables: &[String],
     timeout: Duration,
 ) -> Result<AtTick<TableCompare>, Error> {
-    let (tick, p, s, _) = at_same_tick(sub, prov, queue, tables, timeout, Work::Sums).await?;
+    let (tick, p, s, _) =
+        at_same_tick(sub, prov, prov_nudge, queue, tables, timeout, Work::Sums).await?;
     let (Side::Sums(p), Side::Sums(s)) = (p, s) else {
         return Err(Error::Failed("internal: sums expected".into()));
     };
@@ -133,14 +136,17 @@ pub async fn compare(
 }
 
 /// Finds the rows that differ and the SQL that would fix the subscriber.
+/// `prov_nudge` is a second session to the provider.
 pub async fn repair(
     sub: &mut Client,
     prov: &mut Client,
+    prov_nudge: &Client,
     queue: &str,
     tables: &[String],
     timeout: Duration,
 ) -> Result<AtTick<RepairHints>, Error> {
-    let (tick, p, s, metas) = at_same_tick(sub, prov, queue, tables, timeout, Work::Rows).await?;
+    let (tick, p, s, metas) =
+        at_same_tick(sub, prov, prov_nudge, queue, tables, timeout, Work::Rows).await?;
     let (Side::Rows(p), Side::Rows(s)) = (p, s) else {
         return Err(Error::Failed("internal: rows expected".into()));
     };
@@ -295,6 +301,7 @@ async fn read_side(
 async fn at_same_tick(
     sub: &mut Client,
     prov: &mut Client,
+    prov_nudge: &Client,
     queue: &str,
     tables: &[String],
     timeout: Duration,
@@ -312,7 +319,7 @@ async fn at_same_tick(
             "queue {queue} has no replication state on the subscriber (add tables and run the worker first)"
         )));
     }
-    let r = at_same_tick_paused(sub, prov, queue, tables, timeout, work).await;
+    let r = at_same_tick_paused(sub, prov, prov_nudge, queue, tables, timeout, work).await;
     let lifted = sub
         .execute(sql::SET_PAUSE, &[&queue, &None::<i64>, &0.0f64])
         .await
@@ -325,6 +332,7 @@ async fn at_same_tick(
 async fn at_same_tick_paused(
     sub: &mut Client,
     prov: &mut Client,
+    prov_nudge: &Client,
     queue: &str,
     tables: &[String],
     timeout: Duration,
@@ -379,18 +387,27 @@ async fn at_same_tick_paused(
         ))
         .await
         .map_err(sql_err("locking the tables on the root against writes"))?;
-        let xid: i64 = ptx
-            .query_one(sql::TXID, &[])
+        // A tick whose snapshot's xmax is above this one's was taken after the lock: its
+        // xmax says a transaction id handed out after this point had finished. Make sure
+        // one does (a quiet database may have none for a long time): one transaction id,
+        // taken and committed on the second session. This session takes none, so the
+        // daemon's ticker does not hold ticks back for it.
+        let after: i64 = ptx
+            .query_one(sql::SNAPSHOT_XMAX, &[])
             .await
-            .map_err(sql_err("txid_current()"))?
+            .map_err(sql_err("reading the snapshot after the lock"))?
             .get(0);
         let side = read_side(&ptx, &pmetas, &smetas, work, "provider").await?;
+        prov_nudge
+            .query_one(sql::TXID, &[])
+            .await
+            .map_err(sql_err("taking a transaction id on the provider"))?;
         ptx.execute(sql::FORCE_TICK, &[&queue])
             .await
             .map_err(sql_err("pgq.force_tick"))?;
         let tick = loop {
             let t: Option<i64> = ptx
-                .query_one(sql::TICK_AFTER, &[&queue, &xid])
+                .query_one(sql::TICK_AFTER, &[&queue, &after])
                 .await
                 .map_err(sql_err("looking for the tick"))?
                 .get(0);

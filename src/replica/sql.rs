@@ -122,13 +122,17 @@ pub const STABLE_TEXT: &str = "set local timezone = 'UTC'; set local datestyle =
 pub const LAST_TICK: &str = "select max(t.tick_id) from pgq.tick t join pgq.queue q \
       on q.queue_id = t.tick_queue where q.queue_name = $1";
 
-/// A tick taken after transaction `$2` began (its snapshot's xmax is above it).
+/// The first tick whose snapshot's xmax is above `$2`.
 pub const TICK_AFTER: &str = "select min(t.tick_id) from pgq.tick t join pgq.queue q \
       on q.queue_id = t.tick_queue where q.queue_name = $1 \
       and pg_catalog.txid_snapshot_xmax(t.tick_snapshot) > $2";
 
 /// Asks the ticker for a tick soon.
 pub const FORCE_TICK: &str = "select pgq.force_tick($1)";
+
+/// The xmax of a fresh snapshot (no transaction id taken).
+pub const SNAPSHOT_XMAX: &str =
+    "select pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())";
 
 /// The current transaction's id (assigning one).
 pub const TXID: &str = "select pg_catalog.txid_current()";
