@@ -231,10 +231,30 @@ def daemon_conns(m, kind):
     return int(r[0]), int(r[1])
 
 
+def visited(d):
+    """How many databases our daemon has found pgq in so far (its log says so once each)."""
+    try:
+        with open(d.logfile, errors="replace") as f:
+            return sum(1 for line in f if "pgq found" in line)
+    except OSError:
+        return 0
+
+
 def warm_up(m, d, ndbs, timeout=300):
     """Wait until the daemon holds one connection per database or its count stays put
-    for 5 s (a daemon with a connection budget never holds them all)."""
+    for 5 s (a daemon with a connection budget never holds them all); ours: until it has
+    visited every database once (with a budget it hands quiet ones back, so its count
+    never stays put)."""
     t0 = time.monotonic()
+    if d.kind == "ours":
+        while time.monotonic() - t0 < timeout:
+            if not d.alive():
+                raise RuntimeError(f"ours pgqd exited, see {d.logfile} / {d.stderr.name}")
+            n = visited(d)
+            if n >= ndbs:
+                return n, time.monotonic() - t0
+            time.sleep(0.25)
+        return visited(d), time.monotonic() - t0
     last, since = -1, time.monotonic()
     while time.monotonic() - t0 < timeout:
         if not d.alive():

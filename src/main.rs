@@ -146,7 +146,7 @@ struct ConnOpts {
 
 #[derive(Args, Debug)]
 struct InstallCmd {
-    /// Components to install, comma-separated: pgq, ext, coop, triggers, node.
+    /// Components to install, comma-separated: pgq, ext, coop, triggers, node, replica.
     #[arg(long, value_delimiter = ',', default_value = "pgq")]
     component: Vec<String>,
     #[command(flatten)]

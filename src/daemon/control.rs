@@ -367,8 +367,13 @@ async fn session(
                 if let Some(r) = rows.first() {
                     since = r.try_get(0).map_err(|e| e.to_string())?;
                     let dbs: Vec<String> = r.try_get(1).map_err(|e| e.to_string())?;
+                    let named = if dbs.len() <= 20 {
+                        dbs.join(",")
+                    } else {
+                        String::new()
+                    };
                     let n = signals.wake(dbs);
-                    debug!(woken = n, "activity");
+                    debug!(woken = n, dbs = %named, "activity");
                 }
             }
             prev = Some(snap);
