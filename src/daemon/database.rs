@@ -210,7 +210,7 @@ impl Schedule {
     }
 
     /// Records whether the database is served by visits (hands its connection back after
-    /// each): its metrics are then collected every [`VISITED_STATS_PERIOD`] at most.
+    /// each): its metrics are then collected every `VISITED_STATS_PERIOD` (2 min) at most.
     pub fn set_visited(&mut self, visited: bool) {
         self.visited = visited;
     }
