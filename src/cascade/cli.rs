@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::admin::{Admin, CreateNode};
 use super::config::WorkerConfig;
 use super::error::Error;
-use super::handler::{CopyOnly, NodeType};
+use super::handler::{BatchHandler, CopyOnly, NodeType};
 use crate::config::LogFormat;
 use crate::daemon::signals;
 use crate::logging;
@@ -184,7 +184,14 @@ pub fn run(cmd: &CascadeCmd) -> u8 {
         quiet,
     } = cmd
     {
-        return run_worker_cli(config, *verbose, *quiet);
+        return run_worker_process(
+            "pgqd cascade worker",
+            config,
+            *verbose,
+            *quiet,
+            || CopyOnly,
+            |_| {},
+        );
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -318,11 +325,22 @@ async fn local_name(admin: &Admin) -> Result<String, Error> {
 
 /// `pgqd cascade worker CONFIG`: logging, signals, then [`super::run_worker`] with the
 /// copy-only handler.
-fn run_worker_cli(path: &std::path::Path, verbose: u8, quiet: u8) -> u8 {
+/// Runs a cascade worker process with the handler `make` builds: the worker config at
+/// `path`, logging, the pidfile, signals (SIGINT/SIGTERM finish the batch in hand, a second
+/// one stops at once, SIGHUP reopens the log file); `done` sees the handler at the end.
+/// Returns the exit code. Shared by `pgqd cascade worker` and `pgqd replica worker`.
+pub fn run_worker_process<H: BatchHandler>(
+    name: &str,
+    path: &std::path::Path,
+    verbose: u8,
+    quiet: u8,
+    make: impl FnOnce() -> H,
+    done: impl FnOnce(&H),
+) -> u8 {
     let cfg = match WorkerConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pgqd cascade worker: {e}");
+            eprintln!("{name}: {e}");
             return EXIT_USAGE;
         }
     };
@@ -334,7 +352,7 @@ fn run_worker_cli(path: &std::path::Path, verbose: u8, quiet: u8) -> u8 {
     }) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("pgqd cascade worker: {e}");
+            eprintln!("{name}: {e}");
             return EXIT_FAILURE;
         }
     };
@@ -342,7 +360,7 @@ fn run_worker_cli(path: &std::path::Path, verbose: u8, quiet: u8) -> u8 {
         Some(p) => match crate::daemon::pidfile::Pidfile::create(p) {
             Ok(g) => Some(g),
             Err(e) => {
-                eprintln!("pgqd cascade worker: {e}");
+                eprintln!("{name}: {e}");
                 return EXIT_FAILURE;
             }
         },
@@ -351,12 +369,12 @@ fn run_worker_cli(path: &std::path::Path, verbose: u8, quiet: u8) -> u8 {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .thread_name("pgqd-cascade")
+        .thread_name("pgqd-worker")
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("pgqd cascade worker: cannot start the async runtime: {e}");
+            eprintln!("{name}: cannot start the async runtime: {e}");
             return EXIT_FAILURE;
         }
     };
@@ -372,8 +390,8 @@ fn run_worker_cli(path: &std::path::Path, verbose: u8, quiet: u8) -> u8 {
         };
         let handle = sigs.handle();
         tokio::spawn(signal_task(sigs, stop.clone(), now.clone(), log, cfg.logfile.clone()));
-        tracing::info!(queue = %cfg.queue_name, db = %crate::conn::mask_connstr(&cfg.db), "cascade worker starting");
-        let mut handler = CopyOnly;
+        tracing::info!(queue = %cfg.queue_name, db = %crate::conn::mask_connstr(&cfg.db), worker = name, "worker starting");
+        let mut handler = make();
         let r = tokio::select! {
             r = super::run_worker(&cfg, &mut handler, &stop) => r,
             _ = now.cancelled() => {
@@ -382,11 +400,12 @@ fn run_worker_cli(path: &std::path::Path, verbose: u8, quiet: u8) -> u8 {
             }
         };
         handle.close();
+        done(&handler);
         match r {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 tracing::error!(error = %e, sqlstate = e.sqlstate(), "worker stopped by an error");
-                eprintln!("pgqd cascade worker: {e}");
+                eprintln!("{name}: {e}");
                 e.exit_code()
             }
         }
