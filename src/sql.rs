@@ -147,10 +147,12 @@ select count(*)::int8 from pg_catalog.pg_stat_activity
 pub const SEES_ALL_SESSIONS: &str = "select pg_catalog.pg_has_role('pg_read_all_stats', 'member')
    and pg_catalog.current_setting('server_version_num')::int >= 140000";
 
-/// Sessions opened per database so far (counted at the latest when each session ends):
-/// with [`ACTIVE_DATABASES`] seeing every live session, what remains to catch is a
-/// session that wrote and went away between two looks.
-pub const DB_SESSION_COUNTERS: &str = "select datname::text, sessions::int8
+/// Sessions opened and rows written per database so far (counted at the latest when each
+/// session ends): with [`ACTIVE_DATABASES`] seeing every live session, what remains to
+/// catch is a session that wrote and went away between two looks — a new one (sessions
+/// beyond those we opened) or an old one (rows written where we have not written lately).
+pub const DB_SESSION_COUNTERS: &str = "\
+select datname::text, sessions::int8, (tup_inserted + tup_updated + tup_deleted)::int8
   from pg_catalog.pg_stat_database where datname is not null";
 
 /// Rows written per database so far (flushed by each backend at most about once a

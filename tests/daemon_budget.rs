@@ -40,6 +40,9 @@ async fn more_databases_than_the_budget_all_tick_within_it() {
     cfg.connection_budget = BUDGET;
     // The sweep: a database without a connection is visited at least this often anyway.
     cfg.check_period = Duration::from_secs(10);
+    // A client session that exists before the daemon starts (so the daemon's session
+    // counts never see it begin) and later writes once and disconnects.
+    let old_session = c.connect("b5").await;
     let d = Daemon::start(cfg).await;
     // More databases than permits: once each has been visited, quiet ones hand their
     // connection back after every visit instead of keeping the budget full.
@@ -56,6 +59,21 @@ async fn more_databases_than_the_budget_all_tick_within_it() {
         },
     )
     .await;
+    // Its write and its exit fall between two looks at pg_stat_activity: the write
+    // counters of a database we have not written to lately must wake it.
+    let t = last_tick(&c, "b5", "q");
+    let sent = std::time::Instant::now();
+    old_session
+        .execute("select pgq.insert_event('q', 'old', 'session')", &[])
+        .await
+        .expect("insert from the old session");
+    drop(old_session);
+    wait_tick_after(&c, "b5", "q", t, Duration::from_secs(15)).await;
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "an event from a long-lived session that then left ticked after {took:?} (sweep 10 s)"
+    );
     let mut most = 0;
     let mut slowest = Duration::ZERO;
     // One round over every database: each event must tick although at most

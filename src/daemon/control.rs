@@ -56,6 +56,9 @@ pub const COUNTERS_QUIET: Duration = Duration::from_secs(5);
 /// After a foreign write, the next comparison comes this soon: a session that wrote and
 /// disconnected has flushed its counters already.
 const COUNTERS_SOON: Duration = Duration::from_millis(50);
+/// A database's write counters that moved within this long of our own last write there
+/// are taken for ours (a session of ours flushes its counters when it ends, at the latest).
+const OWN_FLUSH: Duration = Duration::from_secs(1);
 /// Look-back added to the previous look's time, for clock steps between sessions.
 const LOOKBACK: Duration = Duration::from_millis(50);
 /// Fallback control database when `initial_database` is a template.
@@ -94,6 +97,8 @@ pub struct Signals {
     live: AtomicBool,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     own: Mutex<BTreeSet<i64>>,
+    /// When each database's task last ran statements that may have written there.
+    own_writes: Mutex<HashMap<String, Instant>>,
 }
 
 impl Signals {
@@ -104,6 +109,7 @@ impl Signals {
             live: AtomicBool::new(false),
             wakers: Mutex::new(HashMap::new()),
             own: Mutex::new(BTreeSet::new()),
+            own_writes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -140,6 +146,19 @@ impl Signals {
         if let Some(x) = xid {
             self.own.lock().unwrap_or_else(|p| p.into_inner()).insert(x);
         }
+    }
+
+    /// Records that this daemon just ran statements in `db` that may have written (its
+    /// write counters will move without a client).
+    pub fn wrote(&self, db: &str) {
+        let mut w = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
+        w.insert(db.to_string(), Instant::now());
+    }
+
+    /// Whether we wrote in `db` after `since` minus `slack`.
+    fn wrote_since(&self, db: &str, since: Instant, slack: Duration) -> bool {
+        let w = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
+        w.get(db).is_some_and(|t| *t + slack >= since)
     }
 
     fn wake(&self, dbs: impl IntoIterator<Item = String>) -> usize {
@@ -309,6 +328,7 @@ async fn session(
         }
     );
     let mut sessions: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut last_counters = Instant::now();
     let mut prev: Option<Snap> = None;
     let mut recheck = false;
     let mut since = SystemTime::now();
@@ -378,6 +398,7 @@ async fn session(
             }
             prev = Some(snap);
             if now >= next_counters {
+                let counters_read = std::mem::replace(&mut last_counters, now);
                 let recent = last_foreign.is_some_and(|t| now.duration_since(t) < COUNTERS_FOR);
                 next_counters = now
                     + if recent {
@@ -393,12 +414,21 @@ async fn session(
                     let own = broker.sessions_opened();
                     let mut changed = Vec::new();
                     for r in rows {
-                        let (Ok(name), Ok(n)) = (r.try_get::<_, String>(0), r.try_get::<_, i64>(1))
-                        else {
+                        let (Ok(name), Ok(n), Ok(w)) = (
+                            r.try_get::<_, String>(0),
+                            r.try_get::<_, i64>(1),
+                            r.try_get::<_, i64>(2),
+                        ) else {
                             continue;
                         };
                         let ours = own.get(&name).map_or(0, |&x| x as i64);
-                        if foreign_session(&mut sessions, &name, n, ours) {
+                        let new_session = foreign_session(&mut sessions, &name, n, ours);
+                        // Rows written by a session that was already there and has gone:
+                        // news unless we wrote there ourselves since the last look (our
+                        // counters are flushed when our session of a visit ends).
+                        let wrote = counters.insert(name.clone(), w).is_some_and(|old| old != w)
+                            && !signals.wrote_since(&name, counters_read, OWN_FLUSH);
+                        if new_session || wrote {
                             changed.push(name);
                         }
                     }

@@ -691,6 +691,8 @@ impl DatabaseTask {
                         {
                             self.stats.report.state(DbState::Idle);
                             debug!("connection handed back after the visit (budget)");
+                            // The session's counters are flushed as it ends.
+                            self.signals.wrote(&self.name);
                             schedule.set_visited(true);
                             conn = None;
                             evicted = true;
@@ -795,6 +797,10 @@ impl DatabaseTask {
                 Instant::now(),
                 result.as_ref().ok().copied().flatten(),
             );
+            if lane != Lane::Stats {
+                // Our own rows move the database's write counters: not a client's.
+                self.signals.wrote(&self.name);
+            }
             match result {
                 Ok(_) => {
                     backoff.reset();
