@@ -61,6 +61,9 @@ const COUNTERS_SOON: Duration = Duration::from_millis(50);
 const OWN_FLUSH: Duration = Duration::from_secs(1);
 /// Look-back added to the previous look's time, for clock steps between sessions.
 const LOOKBACK: Duration = Duration::from_millis(50);
+/// A control session lost again within this long after the last loss is logged at debug
+/// level.
+const LOST_AGAIN: Duration = Duration::from_secs(60);
 /// Fallback control database when `initial_database` is a template.
 const FALLBACK_DB: &str = "postgres";
 
@@ -247,6 +250,7 @@ pub async fn control_loop(
     async move {
         let mut backoff = Backoff::default();
         let mut failing = false;
+        let mut last_lost: Option<Instant> = None;
         let mut said_standby: Option<String> = None;
         loop {
             let cfg = cfg_rx.borrow_and_update().clone();
@@ -261,8 +265,16 @@ pub async fn control_loop(
                 Ok(Ended::Reload) => continue,
                 Err(e) => {
                     // Lost or refused: the leader lock is gone with the session.
+                    // A session lost again within a minute (a proxy that breaks every
+                    // session, a flapping server) is a debug line, not a warning each time.
+                    let again = last_lost.is_some_and(|t: Instant| t.elapsed() < LOST_AGAIN);
                     if signals.current_role() == Role::Leader {
-                        warn!(error = %e, "control session lost; pausing until it is back");
+                        if again {
+                            debug!(error = %e, "control session lost again");
+                        } else {
+                            warn!(error = %e, "control session lost; pausing until it is back");
+                        }
+                        last_lost = Some(Instant::now());
                     } else if failing {
                         debug!(error = %e, "control session still failing");
                     } else {
