@@ -153,8 +153,8 @@ pub struct Ticker {
     report: DbReport,
 }
 
-/// Longest a tick for new events waits for the database's open writing transactions to
-/// end. pgq's ticker counts events by their ids, which are handed out before commit: a tick
+/// Longest a tick for the first events of a quiet queue waits for the database's open
+/// writing transactions to end. pgq's ticker counts events by their ids, which are handed out before commit: a tick
 /// made while a producer's transaction is open counts its events but cannot see them, so
 /// they wait for the next tick, which the ticker (seeing no new events) makes only at its
 /// idle back-off — seconds to a minute later. Held back, the tick comes at the commit.
@@ -210,10 +210,14 @@ impl Ticker {
             .before_pass(conn)
             .await
             .map_err(|e| LaneError::core("restored-database check", e))?;
+        let started = Instant::now();
         let rows = conn
             .query(sql::DUE_CHECK, &[])
             .await
             .map_err(|e| LaneError::core("due check", e))?;
+        // A held-back queue is looked at again soon, but a costly due check (a thousand
+        // queues) must not run back to back: at least four times its own duration apart.
+        let recheck = HOLD_RECHECK.max(started.elapsed() * 4);
         let mut pass = TickPass {
             queues: rows.len(),
             ..TickPass::default()
@@ -269,8 +273,12 @@ impl Ticker {
             if token.is_cancelled() {
                 break;
             }
+            // Only a queue that was quiet (latest tick at least twice max_lag old) is held
+            // back: there the tick after a missed event comes at the end of a long idle
+            // back-off. A busy queue's next tick is due soon anyway.
             let has_new = matches!((q.event_seq, q.tick_event_seq), (Some(a), Some(b)) if a > b);
-            if has_new {
+            let quiet = q.lag.is_some_and(|l| l >= 2.0 * q.max_lag);
+            if has_new && quiet {
                 if writers.is_none() {
                     let rows = conn
                         .query(sql::OPEN_WRITERS, &[])
@@ -286,7 +294,7 @@ impl Ticker {
                     let since = *self.held.entry(q.name.clone()).or_insert(checked);
                     if checked.duration_since(since) < HOLD_MAX {
                         held.insert(q.name.clone(), since);
-                        earliest(HOLD_RECHECK, true);
+                        earliest(recheck, true);
                         continue;
                     }
                 }
