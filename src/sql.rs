@@ -151,15 +151,18 @@ pub const SEES_ALL_SESSIONS: &str = "select pg_catalog.pg_has_role('pg_read_all_
 /// session ends): with [`ACTIVE_DATABASES`] seeing every live session, what remains to
 /// catch is a session that wrote and went away between two looks — a new one (sessions
 /// beyond those we opened) or an old one (rows written where we have not written lately).
+/// Columns as [`DB_WRITE_COUNTERS`]'s, the third one filled.
 pub const DB_SESSION_COUNTERS: &str = "\
-select datname::text, sessions::int8, (tup_inserted + tup_updated + tup_deleted)::int8
+select datname::text, (tup_inserted + tup_updated + tup_deleted)::int8, sessions::int8
   from pg_catalog.pg_stat_database where datname is not null";
 
 /// Rows written per database so far (flushed by each backend at most about once a
 /// second, and at exit): the slower signal that also sees short-lived sessions. Our own
 /// writes move it too, so it is only used when [`SEES_ALL_SESSIONS`] is false.
+/// Columns: database, rows written, and NULL (where [`DB_SESSION_COUNTERS`] has sessions;
+/// `pg_stat_database.sessions` is PostgreSQL 14+).
 pub const DB_WRITE_COUNTERS: &str = "\
-select datname::text, (tup_inserted + tup_updated + tup_deleted)::int8
+select datname::text, (tup_inserted + tup_updated + tup_deleted)::int8, null::int8
   from pg_catalog.pg_stat_database where datname is not null";
 
 /// Tick one queue under the fence, in one transaction: `$1` queue, `$2` [`FENCE_KEY`].

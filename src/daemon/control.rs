@@ -155,7 +155,14 @@ impl Signals {
     /// write counters will move without a client).
     pub fn wrote(&self, db: &str) {
         let mut w = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
-        w.insert(db.to_string(), Instant::now());
+        let now = Instant::now();
+        // Called after every lane run: no allocation once the database is known.
+        match w.get_mut(db) {
+            Some(t) => *t = now,
+            None => {
+                w.insert(db.to_string(), now);
+            }
+        }
     }
 
     /// Whether we wrote in `db` after `since` minus `slack`.
@@ -399,7 +406,8 @@ async fn session(
                 if let Some(r) = rows.first() {
                     since = r.try_get(0).map_err(|e| e.to_string())?;
                     let dbs: Vec<String> = r.try_get(1).map_err(|e| e.to_string())?;
-                    let named = if dbs.len() <= 20 {
+                    // Up to a hundred looks a second: build the list only when it is logged.
+                    let named = if dbs.len() <= 20 && tracing::enabled!(tracing::Level::DEBUG) {
                         dbs.join(",")
                     } else {
                         String::new()
@@ -418,50 +426,42 @@ async fn session(
                     } else {
                         COUNTERS_QUIET
                     };
-                let changed = if by_sessions {
-                    let rows = c
-                        .query(sql::DB_SESSION_COUNTERS, &[])
-                        .await
-                        .map_err(|e| format!("session counters: {e}"))?;
-                    let own = broker.sessions_opened();
-                    let mut changed = Vec::new();
-                    for r in rows {
-                        let (Ok(name), Ok(n), Ok(w)) = (
-                            r.try_get::<_, String>(0),
-                            r.try_get::<_, i64>(1),
-                            r.try_get::<_, i64>(2),
-                        ) else {
-                            continue;
-                        };
-                        let ours = own.get(&name).map_or(0, |&x| x as i64);
-                        let new_session = foreign_session(&mut sessions, &name, n, ours);
-                        // Rows written by a session that was already there and has gone:
-                        // news unless we wrote there ourselves since the last look (our
-                        // counters are flushed when our session of a visit ends).
-                        let wrote = counters.insert(name.clone(), w).is_some_and(|old| old != w)
-                            && !signals.wrote_since(&name, counters_read, OWN_FLUSH);
-                        if new_session || wrote {
-                            changed.push(name);
-                        }
-                    }
-                    changed
+                let stmt = if by_sessions {
+                    sql::DB_SESSION_COUNTERS
                 } else {
-                    let rows = c
-                        .query(sql::DB_WRITE_COUNTERS, &[])
-                        .await
-                        .map_err(|e| format!("write counters: {e}"))?;
-                    let mut changed = Vec::new();
-                    for r in rows {
-                        let (Ok(name), Ok(n)) = (r.try_get::<_, String>(0), r.try_get::<_, i64>(1))
-                        else {
-                            continue;
-                        };
-                        if counters.insert(name.clone(), n).is_some_and(|old| old != n) {
-                            changed.push(name);
-                        }
-                    }
-                    changed
+                    sql::DB_WRITE_COUNTERS
                 };
+                let rows = c
+                    .query(stmt, &[])
+                    .await
+                    .map_err(|e| format!("activity counters: {e}"))?;
+                let own = by_sessions.then(|| broker.sessions_opened());
+                let mut changed = Vec::new();
+                for r in rows {
+                    let (Ok(name), Ok(w), Ok(n)) = (
+                        r.try_get::<_, String>(0),
+                        r.try_get::<_, i64>(1),
+                        r.try_get::<_, Option<i64>>(2),
+                    ) else {
+                        continue;
+                    };
+                    let wrote = counters.insert(name.clone(), w).is_some_and(|old| old != w);
+                    let news = match (&own, n) {
+                        // Seeing every session: a session not ours that began, or rows
+                        // written by one that was already there and has gone — unless we
+                        // wrote there ourselves since the last look (our counters are
+                        // flushed when our session of a visit ends).
+                        (Some(own), Some(n)) => {
+                            let ours = own.get(&name).map_or(0, |&x| x as i64);
+                            foreign_session(&mut sessions, &name, n, ours)
+                                || (wrote && !signals.wrote_since(&name, counters_read, OWN_FLUSH))
+                        }
+                        _ => wrote,
+                    };
+                    if news {
+                        changed.push(name);
+                    }
+                }
                 if !changed.is_empty() {
                     signals.wake(changed);
                 }

@@ -56,6 +56,8 @@ const POKE_COST_FACTOR: u32 = 4;
 /// that one visit ticks several of its queues: after one such visit their idle periods
 /// line up and the database needs one connection per idle period, not one per queue.
 const EVICTED_SLACK: Duration = Duration::from_secs(20);
+/// A connection lost again within this long after a warned loss is logged at debug level.
+const LOST_AGAIN: Duration = Duration::from_secs(60);
 /// A database that had events this recently keeps its connection under the budget.
 const KEEP_HOT: Duration = Duration::from_secs(60);
 /// A database that had events this recently is visited on time, without `EVICTED_SLACK`:
@@ -197,14 +199,16 @@ impl Schedule {
     /// (plus the slack), or the sweep. Unlike [`Schedule::next`] for the ticker, not the
     /// `max_lag` looks that only tune how eagerly a connected database follows activity.
     pub fn next_visit(&self, cfg: &Config) -> Instant {
+        self.ticker_at(self.visit_hint, cfg)
+    }
+
+    /// The ticker's next run with `hint` as the prediction: the last pass's end plus the
+    /// hint (with the margin and the slack), at most the sweep; activity brings it forward.
+    fn ticker_at(&self, hint: Option<Duration>, cfg: &Config) -> Instant {
         let cap = self.sweep.unwrap_or(cfg.ticker_period);
         let regular = match self.tick_end {
             None => self.start,
-            Some(t) => {
-                t + self
-                    .visit_hint
-                    .map_or(cap, |h| (h + DUE_MARGIN + self.slack).min(cap))
-            }
+            Some(t) => t + hint.map_or(cap, |h| (h + DUE_MARGIN + self.slack).min(cap)),
         };
         self.poked.map_or(regular, |p| p.min(regular))
     }
@@ -252,18 +256,7 @@ impl Schedule {
     /// When `lane` is next due under `cfg`.
     pub fn next(&self, lane: Lane, cfg: &Config) -> Instant {
         match lane {
-            Lane::Ticker => {
-                let cap = self.sweep.unwrap_or(cfg.ticker_period);
-                let regular = match self.tick_end {
-                    None => self.start,
-                    Some(t) => {
-                        t + self
-                            .tick_hint
-                            .map_or(cap, |h| (h + DUE_MARGIN + self.slack).min(cap))
-                    }
-                };
-                self.poked.map_or(regular, |p| p.min(regular))
-            }
+            Lane::Ticker => self.ticker_at(self.tick_hint, cfg),
             Lane::Retry => match self.retry_end {
                 None => self.first(cfg.retry_period),
                 Some(t) => t + cfg.retry_period,
@@ -360,6 +353,9 @@ pub struct DatabaseTask {
     /// SQLSTATE of the last "retry next period" failure per lane, so a persistent failure
     /// is a warning once and debug lines after, and its end is logged.
     failing: std::collections::HashMap<Option<Lane>, String>,
+    /// When a lost connection was last warned about: lost again within a minute (a proxy
+    /// that breaks every session, a flapping server), it is a debug line.
+    lost_warned: Option<Instant>,
 }
 
 impl DatabaseTask {
@@ -387,6 +383,7 @@ impl DatabaseTask {
             stats,
             quiet_missing: false,
             failing: std::collections::HashMap::new(),
+            lost_warned: None,
         }
     }
 
@@ -856,7 +853,12 @@ impl DatabaseTask {
             }
             Action::Reconnect => {
                 if failing_since.is_none() {
-                    warn!(statement = %e.statement, sqlstate, error = %e.error, "connection lost; reconnecting");
+                    if self.lost_warned.is_some_and(|t| t.elapsed() < LOST_AGAIN) {
+                        debug!(statement = %e.statement, sqlstate, error = %e.error, "connection lost again; reconnecting");
+                    } else {
+                        warn!(statement = %e.statement, sqlstate, error = %e.error, "connection lost; reconnecting");
+                        self.lost_warned = Some(Instant::now());
+                    }
                     *failing_since = Some(Instant::now());
                 }
                 // A new connection is probed again (quietly, unless the answer changed).
