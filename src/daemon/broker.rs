@@ -476,18 +476,13 @@ impl Broker {
     }
 
     /// Opens a connection to `db` with the current config's connection string and session
-    /// settings; a routine one (see [`Broker::connect_urgent`]).
+    /// settings; a routine one (see [`Broker::connect_as`]).
     pub async fn connect(&self, db: &str, purpose: Purpose) -> Result<DbConn, ConnectError> {
         self.connect_as(db, purpose, false).await
     }
 
-    /// Opens a connection for work that is waiting now (events, activity): served before
-    /// routine requests and not rate-limited.
-    pub async fn connect_urgent(&self, db: &str, purpose: Purpose) -> Result<DbConn, ConnectError> {
-        self.connect_as(db, purpose, true).await
-    }
-
-    /// [`Broker::connect`] or [`Broker::connect_urgent`] as `urgent` says.
+    /// A connection; with `urgent` (work waiting now: events, activity) it is served
+    /// before routine requests and not rate-limited.
     pub async fn connect_as(
         &self,
         db: &str,
