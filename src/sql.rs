@@ -38,7 +38,8 @@ pub const SET_TIMEOUTS: &str = "select pg_catalog.set_config('statement_timeout'
 /// Columns: queue_name, skip (paused or external ticker), max_count, max_lag and
 /// idle_period in seconds, has_tick, lag of the latest tick in seconds, its
 /// tick_event_seq, the gap between the latest two ticks in seconds (NULL with one tick),
-/// and the number of event ids handed out so far (`event_seq`).
+/// the number of event ids handed out so far (`event_seq`), and for [`SEQ_CHECK`] the
+/// queue row's version (`xmin`) and the oid of the sequence read (NULL when not read).
 ///
 /// `event_seq` is read with `pg_sequence_last_value`, which is NULL until the sequence is
 /// first used; that NULL becomes 0. Against our schema (which stores ids actually used
@@ -60,7 +61,10 @@ select q.queue_name::text,
        t.tick_event_seq::int8,
        extract(epoch from t.tick_time - p.tick_time)::float8 as prev_gap,
        case when pg_catalog.has_sequence_privilege(s.seq, 'SELECT,USAGE')
-            then coalesce(pg_catalog.pg_sequence_last_value(s.seq), 0) end::int8 as event_seq
+            then coalesce(pg_catalog.pg_sequence_last_value(s.seq), 0) end::int8 as event_seq,
+       q.xmin::text,
+       case when pg_catalog.has_sequence_privilege(s.seq, 'SELECT,USAGE')
+            then s.seq::pg_catalog.oid end
   from pgq.queue q
   left join lateral (
         select tk.tick_id, tk.tick_time, tk.tick_event_seq from pgq.tick tk
@@ -73,7 +77,24 @@ select q.queue_name::text,
   left join lateral (
         select c.oid::pg_catalog.regclass as seq from pg_catalog.pg_class c
          where c.oid = pg_catalog.to_regclass(q.queue_event_seq) and c.relkind = 'S') s on true
- order by q.queue_name";
+ order by q.queue_id";
+
+/// The cheap half of [`DUE_CHECK`], for a database whose queues' other figures the daemon
+/// knows from its own ticks: the queues' names and row versions (`xmin`: a changed
+/// setting or a new or dropped queue shows here, as pgq's ticker never updates the row),
+/// each as an array in `queue_id` order (as the due check's rows), and the event ids handed out so far by the sequences
+/// `$1` (oids from the last due check), in that order. No look into `pgq.tick`, no name
+/// lookups: a sixth of the full check's time with a thousand queues. A sequence dropped
+/// or no longer readable since makes the statement fail, and the daemon reads everything
+/// again.
+pub const SEQ_CHECK: &str = "\
+select coalesce((select pg_catalog.array_agg(q.queue_name::text order by q.queue_id)
+                   from pgq.queue q), '{}'),
+       coalesce((select pg_catalog.array_agg(q.xmin::text order by q.queue_id)
+                   from pgq.queue q), '{}'),
+       array(select coalesce(pg_catalog.pg_sequence_last_value(u.o::pg_catalog.regclass), 0)
+               from pg_catalog.unnest($1::oid[]) with ordinality u(o, n)
+              order by u.n)";
 
 /// Key of the cluster leader lock (a session advisory lock in the control database):
 /// the daemon holding it ticks and maintains; others wait as standbys (issue #8).
@@ -133,11 +154,14 @@ select pg_catalog.statement_timestamp(),
                 and a.pid <> pg_catalog.pg_backend_pid()
                 and a.application_name is distinct from $2::text)";
 
-/// Other sessions of this database inside a transaction that has written: events they
-/// inserted are not visible to a tick made now (`daemon::ticker`, held-back ticks). Without
-/// `pg_read_all_stats` other roles' `backend_xid` reads NULL and this counts only our role's.
+/// Other sessions of this database inside a transaction that has written, by their
+/// transaction ids: events they inserted are not visible to a tick made now
+/// (`daemon::ticker`, held-back ticks), and a hold waits only for these transactions, not
+/// for the ones that begin after it. Without `pg_read_all_stats` other roles' `backend_xid`
+/// reads NULL and this lists only our role's.
 pub const OPEN_WRITERS: &str = "\
-select count(*)::int8 from pg_catalog.pg_stat_activity
+select coalesce(pg_catalog.array_agg(backend_xid::text), '{}')
+  from pg_catalog.pg_stat_activity
  where datname = pg_catalog.current_database() and backend_xid is not null
    and pid <> pg_catalog.pg_backend_pid()";
 
@@ -168,17 +192,51 @@ select datname::text, (tup_inserted + tup_updated + tup_deleted)::int8, null::in
 /// Tick one queue under the fence, in one transaction: `$1` queue, `$2` [`FENCE_KEY`].
 /// Columns: fence taken; the new tick id (NULL when pgq found no tick due, or the fence
 /// was refused); the transaction's txid if it wrote (so the activity signal can tell our
-/// writes from others'). With `$3` true, a tick made also sends `NOTIFY pgqd_tick` with the
+/// writes from others'); with a tick made, the gap it ended in seconds (its `tick_time`,
+/// the transaction's start, minus the previous tick's: the statement's snapshot does not
+/// see the new row), from which the next idle tick is predicted without reading it back;
+/// and how long ago the transaction (so the tick's time) began, as the row was made, from
+/// which the daemon places the tick on its own clock.
+/// With `$3` true, a tick made also sends `NOTIFY pgqd_tick` with the
 /// queue name as payload, in the same transaction, for consumers that wait on it.
 /// `offset 0` keeps the fence before the tick: the subquery is not pulled up.
 pub const TICK: &str = "\
 select t.ok, t.tick_id,
        case when t.tick_id is not null and $3::bool
             then (select true from pg_catalog.pg_notify('pgqd_tick', $1::text)) end,
-       pg_catalog.txid_current_if_assigned()::int8
+       pg_catalog.txid_current_if_assigned()::int8,
+       case when t.tick_id is not null then (
+            select extract(epoch from pg_catalog.now() - tk.tick_time)::float8
+              from pgq.queue q join pgq.tick tk on tk.tick_queue = q.queue_id
+             where q.queue_name = $1::text
+             order by tk.tick_queue desc, tk.tick_id desc limit 1) end,
+       extract(epoch from pg_catalog.clock_timestamp() - pg_catalog.now())::float8
   from (select f.ok, case when f.ok then pgq.ticker($1::text) end as tick_id
           from (select pg_catalog.pg_try_advisory_xact_lock($2::int8) as ok offset 0) f
         offset 0) t";
+
+/// [`TICK`] for several queues in one statement and one transaction (`$1` the queue
+/// names, `$2` [`FENCE_KEY`], `$3` notify): one row per queue, in order — fence taken,
+/// queue, new tick id or NULL, notification sent, the transaction's txid if it wrote so
+/// far, the gap the new tick ended and the transaction's age (as [`TICK`]'s). Refused by the fence, a single row with `false` and no queue. Any queue's error
+/// rolls back all of them: the daemon then ticks them one by one.
+pub const TICK_MANY: &str = "\
+select f.ok, t.name, t.tick_id,
+       case when t.tick_id is not null and $3::bool
+            then (select true from pg_catalog.pg_notify('pgqd_tick', t.name)) end,
+       pg_catalog.txid_current_if_assigned()::int8,
+       case when t.tick_id is not null then (
+            select extract(epoch from pg_catalog.now() - tk.tick_time)::float8
+              from pgq.queue q join pgq.tick tk on tk.tick_queue = q.queue_id
+             where q.queue_name = t.name
+             order by tk.tick_queue desc, tk.tick_id desc limit 1) end,
+       extract(epoch from pg_catalog.clock_timestamp() - pg_catalog.now())::float8
+  from (select pg_catalog.pg_try_advisory_xact_lock($2::int8) as ok offset 0) f
+  left join lateral (
+        select q.name, pgq.ticker(q.name) as tick_id
+          from pg_catalog.unnest($1::text[]) with ordinality q(name, n)
+         where f.ok
+        offset 0) t on true";
 
 /// The channel of the per-tick notification (payload: queue name).
 pub const TICK_CHANNEL: &str = "pgqd_tick";
@@ -186,6 +244,26 @@ pub const TICK_CHANNEL: &str = "pgqd_tick";
 /// What maintenance to run now, in order (reference §4.5).
 pub const MAINT_OPERATIONS: &str =
     "select func_name::text, func_arg::text from pgq.maint_operations()";
+
+/// Whether [`MAINT_OPERATIONS`] may list anything: false only when no rotation is due or
+/// half done, no queue has extra maintenance, autovacuum is on (pgq then lists no VACUUM)
+/// and no pgq_node or londiste schema is here (their operations are pgq's to list). A plain
+/// statement, where `pgq.maint_operations()` compiles two PL/pgSQL functions in every new
+/// session — most of a visit's server time in a database served without a held
+/// connection. The column `queue_extra_maint` is read through `to_jsonb` because older
+/// schemas lack it.
+pub const MAINT_NEEDED: &str = "\
+select exists (select 1 from pgq.queue q
+                where q.queue_rotation_period is not null
+                  and (q.queue_switch_step2 is null
+                       or q.queue_switch_time + q.queue_rotation_period < pg_catalog.now()))
+    or exists (select 1 from pgq.queue q
+                where pg_catalog.jsonb_typeof(pg_catalog.to_jsonb(q) -> 'queue_extra_maint')
+                      is distinct from 'null'
+                  and pg_catalog.to_jsonb(q) ? 'queue_extra_maint')
+    or pg_catalog.current_setting('autovacuum') <> 'on'
+    or exists (select 1 from pg_catalog.pg_namespace
+                where nspname in ('pgq_node', 'londiste'))";
 
 /// Whether table `$1` (a name from `pgq.maint_operations()`) may have dead rows to vacuum:
 /// true unless the statistics say none (an unknown table reads true and VACUUM reports it;

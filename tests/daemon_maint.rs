@@ -356,3 +356,67 @@ async fn shutdown_timeout_names_the_tasks_that_did_not_finish() {
         other => panic!("expected a shutdown timeout, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maint_operations_is_asked_only_when_it_may_list_something() {
+    // pgq.maint_operations() compiles two PL/pgSQL functions in every new session; the
+    // daemon first asks a plain statement whether a rotation is due or half done (or
+    // anything else could be listed) and calls it only then. Counted by the server.
+    let c = TestCluster::start_with(ClusterOptions {
+        conf: vec!["track_functions = 'pl'".into()],
+        ..ClusterOptions::default()
+    });
+    let kinds: Vec<(Kind, &str)> = if c.has_real_pgq() {
+        vec![(Kind::Ours, "ours"), (Kind::Ext, "ext")]
+    } else {
+        vec![(Kind::Ours, "ours")]
+    };
+    for &(kind, db) in &kinds {
+        create(&c, kind, db);
+        fast_queue(&c, db, "q");
+    }
+    let mut cfg = test_config(&c);
+    cfg.maint_period = Duration::from_millis(200);
+    let d = Daemon::start(cfg.clone()).await;
+    let rounds = 3 * kinds.len() as u64;
+    wait_for("maintenance rounds", Duration::from_secs(10), || {
+        let n = d.counters.totals().maint;
+        async move { (n >= rounds).then_some(()) }
+    })
+    .await;
+    d.stop().await.expect("clean stop");
+    let calls = |db: &str| -> i64 {
+        c.psql(
+            db,
+            "select coalesce(sum(calls), 0) from pg_stat_user_functions \
+              where schemaname = 'pgq' and funcname = 'maint_operations'",
+        )
+        .parse()
+        .expect("calls")
+    };
+    for &(_, db) in &kinds {
+        assert_eq!(calls(db), 0, "{db}: asked with nothing to list");
+    }
+
+    // A rotation due: asked, and the rotation runs.
+    for &(_, db) in &kinds {
+        c.psql(
+            db,
+            "select pgq.set_queue_config('q', 'rotation_period', '0.3 seconds')",
+        );
+    }
+    let d = Daemon::start(cfg).await;
+    for &(_, db) in &kinds {
+        wait_for("rotation", Duration::from_secs(10), || {
+            let t = cur_table(&c, db, "q");
+            async move { (t != 0).then_some(()) }
+        })
+        .await;
+        wait_for("maint_operations counted", Duration::from_secs(10), || {
+            let n = calls(db);
+            async move { (n > 0).then_some(()) }
+        })
+        .await;
+    }
+    d.stop().await.expect("clean stop");
+}

@@ -338,3 +338,101 @@ async fn an_event_is_ticked_after_its_transaction_commits_not_before() {
     );
     d.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_setting_applies_without_waiting_for_a_full_read() {
+    // Between full due checks the daemon predicts from the figures it read last; a
+    // setting changed meanwhile must not wait for the next full read (minutes away).
+    let c = TestCluster::start();
+    c.create_pgq_db("ours");
+    c.psql(
+        "ours",
+        "select pgq.create_queue('q'); \
+         select pgq.set_queue_config('q', 'ticker_max_lag', '60'); \
+         select pgq.set_queue_config('q', 'ticker_idle_period', '1 hour')",
+    );
+    settle_idle(&c, "ours", "q");
+    let d = Daemon::start(test_config(&c)).await;
+    d.wait_serving("ours", true).await;
+    // One event: by max_lag 60 s it is due a minute after the latest tick.
+    let mut producer = c.connect("ours").await;
+    let t0 = last_tick(&c, "ours", "q");
+    producer
+        .execute("select pgq.insert_event('q', 'e', 'd')", &[])
+        .await
+        .expect("insert");
+    assert_no_tick_for(&c, "ours", "q", Duration::from_secs(1)).await;
+    // max_lag lowered: the event is due now.
+    let tx = producer.transaction().await.expect("begin");
+    tx.execute(
+        "select pgq.set_queue_config('q', 'ticker_max_lag', '0.2')",
+        &[],
+    )
+    .await
+    .expect("set");
+    tx.commit().await.expect("commit");
+    wait_tick_after(&c, "ours", "q", t0, Duration::from_secs(5)).await;
+    d.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_queues_tick_in_batches_and_a_broken_one_is_ticked_alone() {
+    // Due queues are ticked up to 50 per statement; a batch that fails is retried one
+    // queue at a time, and a queue that failed is ticked on its own from then on.
+    let c = TestCluster::start();
+    c.create_pgq_db("ours");
+    c.psql(
+        "ours",
+        "select pgq.create_queue('q' || i) from generate_series(1, 120) i; \
+         select pgq.set_queue_config('q' || i, 'ticker_max_lag', '0.2') \
+           from generate_series(1, 120) i; \
+         select pgq.set_queue_config('q' || i, 'ticker_idle_period', '1 hour') \
+           from generate_series(1, 120) i",
+    );
+    // As settle_idle, for all of them: long idle, the next idle tick an hour away.
+    c.psql(
+        "ours",
+        "update pgq.tick set tick_time = tick_time - interval '1 hour'; \
+         select pgq.ticker(queue_name) from pgq.queue",
+    );
+    // q77's next tick fails: its tick sequence is gone.
+    c.psql(
+        "ours",
+        "update pgq.queue set queue_tick_seq = 'pgq.no_such_seq' where queue_name = 'q77'",
+    );
+    let d = Daemon::start(test_config(&c)).await;
+    d.wait_serving("ours", true).await;
+    c.psql(
+        "ours",
+        "create table before as \
+           select q.queue_name, max(t.tick_id) as tick_id from pgq.queue q \
+             join pgq.tick t on t.tick_queue = q.queue_id group by 1; \
+         select pgq.insert_event('q' || i, 'e', 'd') from generate_series(1, 120) i",
+    );
+    let ticked = "select count(*) from before b join pgq.queue q using (queue_name) \
+                  where (select max(tick_id) from pgq.tick t where t.tick_queue = q.queue_id) \
+                        > b.tick_id";
+    common::wait_for("119 queues ticked", Duration::from_secs(10), || {
+        let n: i64 = c.psql("ours", ticked).parse().expect("count");
+        async move { (n == 119).then_some(()) }
+    })
+    .await;
+    let broken = last_tick(&c, "ours", "q77");
+    assert_eq!(
+        c.psql(
+            "ours",
+            "select tick_id from before where queue_name = 'q77'"
+        ),
+        broken.to_string(),
+        "broken queue ticked"
+    );
+    assert!(d.counters.totals().errors >= 1, "the broken queue failed");
+    // Repaired, it ticks again.
+    c.psql(
+        "ours",
+        "update pgq.queue set queue_tick_seq = 'pgq.event_' || queue_id || '_tick_seq' \
+          where queue_name = 'q77'",
+    );
+    wait_tick_after(&c, "ours", "q77", broken, Duration::from_secs(5)).await;
+    d.stop().await.expect("clean stop");
+}

@@ -51,6 +51,7 @@ fn queue() -> impl Strategy<Value = QueueState> {
                     tick_event_seq: tick_seq,
                     prev_gap: gap,
                     event_seq: seq,
+                    version: "1".into(),
                 }
             },
         )

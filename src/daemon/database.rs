@@ -52,22 +52,19 @@ const POKE_GAP: Duration = Duration::from_millis(5);
 const POKE_GAP_BUSY: Duration = Duration::from_millis(250);
 /// Activity-driven checks wait at least this many times the last pass's duration.
 const POKE_COST_FACTOR: u32 = 4;
-/// How much later than due an evicted (quiet) database is visited for an idle tick, so
-/// that one visit ticks several of its queues: after one such visit their idle periods
-/// line up and the database needs one connection per idle period, not one per queue.
-const EVICTED_SLACK: Duration = Duration::from_secs(20);
 /// A connection lost again within this long after a warned loss is logged at debug level.
 const LOST_AGAIN: Duration = Duration::from_secs(60);
 /// A database that had events this recently keeps its connection under the budget.
 const KEEP_HOT: Duration = Duration::from_secs(60);
-/// A database that had events this recently is visited on time, without `EVICTED_SLACK`:
+/// A database that had events this recently is visited on time, without gathering ticks
+/// (`ticker::GATHER_WITHIN`):
 /// its queues are still in pgq's idle back-off (ticks 1.5, 3, 6 … 60 s after the last
 /// event), and those ticks are what its consumers wait for.
 const KEEP_WARM: Duration = Duration::from_secs(300);
 /// Metrics of a database visited without a held connection are collected at most this
 /// often: each collection compiles two pgq functions in the fresh session (~8 ms of server
 /// CPU each under load), and a quiet database's figures barely move between idle ticks.
-const VISITED_STATS_PERIOD: Duration = Duration::from_secs(120);
+const VISITED_STATS_PERIOD: Duration = Duration::from_secs(300);
 /// Under pressure a quiet database hands its connection back after a visit when its next
 /// work is at least this far away (nearer work would just reconnect).
 const RELEASE_AFTER: Duration = Duration::from_secs(2);
@@ -139,8 +136,11 @@ pub struct Schedule {
     /// With a working activity signal, the longest wait between due checks; without one,
     /// `ticker_period` (as C pgqd).
     sweep: Option<Duration>,
-    /// Added to predicted due times while the database has no connection.
-    slack: Duration,
+    /// The ticker's prediction of the latest tick within `GATHER_WITHIN` of the next
+    /// (`TickPass::next_gathered`) …
+    gather_hint: Option<Duration>,
+    /// … which a long-quiet database without a connection comes back for instead.
+    gather: bool,
     /// How long the last ticker pass took.
     pass_cost: Duration,
     /// The database hands its connection back after each visit (budget pressure).
@@ -177,15 +177,17 @@ impl Schedule {
             poked: None,
             busy: false,
             sweep: None,
-            slack: Duration::ZERO,
+            gather_hint: None,
+            gather: false,
             pass_cost: Duration::ZERO,
             visited: false,
         }
     }
 
-    /// Sets the slack added to predicted due times (`EVICTED_SLACK` while evicted).
-    pub fn set_slack(&mut self, slack: Duration) {
-        self.slack = slack;
+    /// Whether a visit waits to gather ticks due soon after the next one (a long-quiet
+    /// database without a connection).
+    pub fn set_gather(&mut self, gather: bool) {
+        self.gather = gather;
     }
 
     /// For a database without a connection: Ok when its ticker is due (retry and
@@ -196,32 +198,40 @@ impl Schedule {
     }
 
     /// When a database without a connection needs a visit: activity, the next tick proper
-    /// (plus the slack), or the sweep. Unlike [`Schedule::next`] for the ticker, not the
-    /// `max_lag` looks that only tune how eagerly a connected database follows activity.
+    /// (or, gathering, the latest one due soon after it), or the sweep. Unlike
+    /// [`Schedule::next`] for the ticker, not the `max_lag` looks that only tune how
+    /// eagerly a connected database follows activity.
     pub fn next_visit(&self, cfg: &Config) -> Instant {
-        self.ticker_at(self.visit_hint, cfg)
+        let hint = if self.gather {
+            self.gather_hint.or(self.visit_hint)
+        } else {
+            self.visit_hint
+        };
+        self.ticker_at(hint, cfg)
     }
 
     /// The ticker's next run with `hint` as the prediction: the last pass's end plus the
-    /// hint (with the margin and the slack), at most the sweep; activity brings it forward.
+    /// hint (with the margin), at most the sweep; activity brings it forward.
     fn ticker_at(&self, hint: Option<Duration>, cfg: &Config) -> Instant {
         let cap = self.sweep.unwrap_or(cfg.ticker_period);
         let regular = match self.tick_end {
             None => self.start,
-            Some(t) => t + hint.map_or(cap, |h| (h + DUE_MARGIN + self.slack).min(cap)),
+            Some(t) => t + hint.map_or(cap, |h| (h + DUE_MARGIN).min(cap)),
         };
         self.poked.map_or(regular, |p| p.min(regular))
     }
 
     /// Records whether the database is served by visits (hands its connection back after
-    /// each): its metrics are then collected every `VISITED_STATS_PERIOD` (2 min) at most.
+    /// each): its metrics are then collected every `VISITED_STATS_PERIOD` (5 min) at most.
     pub fn set_visited(&mut self, visited: bool) {
         self.visited = visited;
     }
 
-    /// Records the last ticker pass's prediction of the next tick proper.
-    pub fn set_visit_hint(&mut self, hint: Option<Duration>) {
+    /// Records the last ticker pass's predictions of the next tick proper, and of the
+    /// latest one due within `GATHER_WITHIN` of it.
+    pub fn set_visit_hint(&mut self, hint: Option<Duration>, gathered: Option<Duration>) {
         self.visit_hint = hint;
+        self.gather_hint = gathered;
     }
 
     /// Whether activity asked for a due check that has not run yet.
@@ -492,7 +502,7 @@ impl DatabaseTask {
             // activity, the sweep); retry and maintenance wait for that visit.
             if conn.is_none() && evicted {
                 let warm = last_events.is_some_and(|e| e.elapsed() < KEEP_WARM);
-                schedule.set_slack(if warm { Duration::ZERO } else { EVICTED_SLACK });
+                schedule.set_gather(!warm);
                 match schedule.visit_due(Instant::now(), &cfg) {
                     Ok(()) => {
                         debug!(
@@ -530,7 +540,8 @@ impl DatabaseTask {
                                 info!(after = ?since.elapsed(), "connected again");
                             }
                             probed = false;
-                            schedule.set_slack(Duration::ZERO);
+                            ticker.reconnected();
+                            schedule.set_gather(false);
                             self.evict = c.tenancy().map(|t| t.evicted());
                             conn.insert(c)
                         }
@@ -720,13 +731,20 @@ impl DatabaseTask {
             let lane_start = Instant::now();
             let result = match lane {
                 Lane::Ticker => ticker
-                    .run_once(c, &self.token, &self.signals, self.notify_ticks)
+                    .run_once(
+                        c,
+                        &self.token,
+                        &self.signals,
+                        self.notify_ticks,
+                        schedule.poked(),
+                        self.signals.live(),
+                    )
                     .instrument(info_span!("ticker"))
                     .await
                     .map(|p| {
                         self.stats.report.pass_ok();
                         schedule.set_busy(p.pending && !p.eager);
-                        schedule.set_visit_hint(p.next_tick);
+                        schedule.set_visit_hint(p.next_tick, p.next_gathered);
                         pending = p.pending;
                         if p.pending {
                             schedule.set_visited(false);
@@ -983,18 +1001,20 @@ mod tests {
         };
         s.set_sweep(Some(Duration::from_secs(60)));
         s.done(Lane::Ticker, t0, Some(Duration::from_secs(3)));
-        s.set_visit_hint(Some(Duration::from_secs(57)));
+        s.set_visit_hint(Some(Duration::from_secs(57)), Some(Duration::from_secs(70)));
         // Connected: look at the max_lag moment; without a connection: at the idle tick.
         assert_eq!(
             s.next(Lane::Ticker, &c),
             t0 + Duration::from_secs(3) + DUE_MARGIN
         );
         assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(57) + DUE_MARGIN);
-        // The slack of a long-quiet database, capped by the sweep.
-        s.set_slack(EVICTED_SLACK);
+        // A long-quiet database gathers the ticks due soon after, capped by the sweep.
+        s.set_gather(true);
         assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(60));
+        s.set_visit_hint(Some(Duration::from_secs(30)), Some(Duration::from_secs(40)));
+        assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(40) + DUE_MARGIN);
         // Nothing predicted: the sweep.
-        s.set_visit_hint(None);
+        s.set_visit_hint(None, None);
         assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(60));
         // Activity brings it forward.
         s.poke(t0 + Duration::from_secs(1));

@@ -73,6 +73,27 @@ impl Maintainer {
         db: &str,
         token: &CancellationToken,
     ) -> Result<MaintPass, LaneError> {
+        // Nothing to list is the common case; a failed look asks pgq anyway.
+        match conn.query(sql::MAINT_NEEDED, &[]).await {
+            Ok(rows)
+                if !rows
+                    .first()
+                    .and_then(|r| r.try_get::<_, bool>(0).ok())
+                    .unwrap_or(true) =>
+            {
+                debug!("nothing for pgq.maint_operations() to list");
+                return Ok(MaintPass::default());
+            }
+            Ok(_) => {}
+            Err(e) => match e.action(false) {
+                Action::Stop | Action::Reconnect => {
+                    return Err(LaneError::core("maintenance check", e));
+                }
+                Action::Reprobe | Action::Retry => {
+                    debug!(sqlstate = e.sqlstate().unwrap_or(""), error = %e, "maintenance check failed; asking pgq.maint_operations()");
+                }
+            },
+        }
         let rows = conn
             .query(sql::MAINT_OPERATIONS, &[])
             .await

@@ -949,6 +949,7 @@ mod tests {
             tick_event_seq: Some(10),
             prev_gap: Some(1.0),
             event_seq: Some(10),
+            version: "1".into(),
         }
     }
 

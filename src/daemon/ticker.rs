@@ -10,7 +10,7 @@
 //!
 //! Driven by `database.rs` (R3: it owns the timing; [`Ticker::run_once`] does the SQL).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Row;
@@ -46,6 +46,8 @@ pub struct QueueState {
     pub prev_gap: Option<f64>,
     /// Event ids handed out so far; None when the sequence cannot be read.
     pub event_seq: Option<i64>,
+    /// The queue row's version: settings changed when it changes.
+    pub version: String,
 }
 
 impl QueueState {
@@ -61,7 +63,30 @@ impl QueueState {
             tick_event_seq: r.try_get(7)?,
             prev_gap: r.try_get(8)?,
             event_seq: r.try_get(9)?,
+            version: r.try_get(10)?,
         })
+    }
+}
+
+impl QueueState {
+    /// The figures `dt` later, if nothing but time changed.
+    fn aged(&self, dt: Duration) -> QueueState {
+        QueueState {
+            lag: self.lag.map(|l| l + dt.as_secs_f64()),
+            ..self.clone()
+        }
+    }
+
+    /// The figures right after a tick made from these: the new tick holds every event
+    /// counted so far, and the gap before it is the lag it ended.
+    fn ticked(&self) -> QueueState {
+        QueueState {
+            has_tick: true,
+            lag: Some(0.0),
+            prev_gap: self.lag.filter(|_| self.has_tick),
+            tick_event_seq: self.event_seq.or(self.tick_event_seq),
+            ..self.clone()
+        }
     }
 }
 
@@ -123,13 +148,17 @@ pub struct TickPass {
     pub ticked: usize,
     /// `pgq.ticker(queue)` calls that failed.
     pub failed: usize,
-    /// When the next queue is predicted due (None: nothing predicted; poll at
-    /// ticker_period).
+    /// When the next queue is predicted due, from the end of the pass (None: nothing
+    /// predicted; poll at ticker_period).
     pub next_due: Option<Duration>,
     /// When the next tick is predicted due, without the looks at `max_lag` moments that
     /// only decide how eagerly activity is followed: what a database without a connection
     /// must come back for.
     pub next_tick: Option<Duration>,
+    /// The moment of the latest tick due within [`GATHER_WITHIN`] of the next one: when a
+    /// long-quiet database without a held connection comes back, so that one visit
+    /// makes them all.
+    pub next_gathered: Option<Duration>,
     /// Some queue had events not yet in a tick (the database is busy).
     pub pending: bool,
     /// Some queue has no events waiting and a latest tick at least `max_lag` old: its next
@@ -145,9 +174,22 @@ pub struct Ticker {
     /// Each busy queue's event count at the previous pass, for the rate that predicts when
     /// it reaches `ticker_max_count`.
     seen: HashMap<String, (i64, Instant)>,
-    /// Queues whose events-due tick is being held back for an open writing transaction
-    /// in the database, since when ([`HOLD_MAX`]).
-    held: HashMap<String, Instant>,
+    /// Queues whose events-due tick is being held back for open writing transactions in
+    /// the database: since when ([`HOLD_MAX`]), and the transactions waited for.
+    held: HashMap<String, (Instant, Vec<String>)>,
+    /// The figures of the latest due check, aged and advanced by the ticks made since.
+    known: Vec<Known>,
+    /// When the latest due check ran (None: never on this connection).
+    read_at: Option<Instant>,
+    /// Something since the latest due check did not go as its figures predicted.
+    stale: bool,
+    /// The next pass must read the event counts at least (a new connection).
+    look_next: bool,
+    /// How soon a held-back queue is checked again: [`HOLD_RECHECK`], or four times the
+    /// due check's duration.
+    recheck: Duration,
+    /// Queue failures in the current pass.
+    fails: usize,
     /// Set while the database is restored from another cluster (`restored.rs`).
     restored: super::restored::RestoreGuard,
     report: DbReport,
@@ -161,6 +203,100 @@ pub struct Ticker {
 const HOLD_MAX: Duration = Duration::from_millis(500);
 /// How soon a held-back queue is checked again (the commit also wakes the database).
 const HOLD_RECHECK: Duration = Duration::from_millis(10);
+
+/// Most queues ticked in one statement and transaction. Their ticks share the
+/// transaction's start as `tick_time` and become visible at its commit: a batch must stay
+/// short (~0.1 ms per queue) for the two to be the same moment to a consumer.
+const TICK_BATCH: usize = 50;
+
+/// How a pass learns the queues' figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// The last ones, aged: nothing but time changed them (no activity since).
+    Aged,
+    /// The last ones with fresh event counts ([`sql::SEQ_CHECK`]): activity was seen.
+    Seqs,
+    /// All of them ([`sql::DUE_CHECK`]).
+    Full,
+}
+
+/// A tick statement's answer for `known[i]`: the tick made (None: pgq found none due),
+/// the gap it ended as pgq measured it, and when the statement was sent.
+#[derive(Debug, Clone, Copy)]
+struct Made {
+    i: usize,
+    tick: Option<i64>,
+    gap: Option<f64>,
+    sent: Instant,
+}
+
+/// How long the figures of a full due check are trusted, when activity is followed (each
+/// pass after activity still reads the event counts and queue versions).
+const FULL_READ_EVERY: Duration = Duration::from_secs(600);
+
+/// When a statement sent at `sent` began its transaction, by our clock: `age` seconds
+/// (the transaction's age as the server made the answer) before now, but not before it
+/// was sent. Placing a tick earlier than it was made would call the next one early, which
+/// pgq declines and a full due check then repairs.
+fn started_at(sent: Instant, age: f64) -> Instant {
+    let age = if age.is_finite() && age > 0.0 {
+        Duration::from_secs_f64(age.min(3600.0))
+    } else {
+        Duration::ZERO
+    };
+    Instant::now()
+        .checked_sub(age)
+        .map_or(sent, |t| t.max(sent))
+}
+
+/// How soon the figures are read again after pgq declined a tick the estimates called due.
+const STALE_RECHECK: Duration = Duration::from_millis(5);
+
+/// A queue's figures as read by a due check (or advanced since), and when they held.
+#[derive(Debug, Clone)]
+struct Known {
+    q: QueueState,
+    at: Instant,
+    /// The queue's event sequence, when the due check could read it.
+    seq: Option<u32>,
+}
+
+/// The earliest predicted moments of a pass (see [`TickPass::next_due`] and
+/// [`TickPass::next_tick`]).
+#[derive(Debug, Default)]
+struct Next {
+    any: Option<Duration>,
+    tick: Option<Duration>,
+    /// Every tick-proper moment predicted (for [`TickPass::next_gathered`]).
+    ticks: Vec<Duration>,
+}
+
+impl Next {
+    fn at(&mut self, d: Duration, tick: bool) {
+        self.any = Some(self.any.map_or(d, |n| n.min(d)));
+        if tick {
+            self.tick = Some(self.tick.map_or(d, |n| n.min(d)));
+            self.ticks.push(d);
+        }
+    }
+
+    /// The latest tick moment no more than [`GATHER_WITHIN`] after the earliest.
+    fn gathered(&self) -> Option<Duration> {
+        let first = self.tick?;
+        self.ticks
+            .iter()
+            .copied()
+            .filter(|&d| d <= first + GATHER_WITHIN)
+            .max()
+    }
+}
+
+/// A database visited without a held connection waits up to this long past its next
+/// tick when that lets one visit make the ticks of several queues
+/// ([`TickPass::next_gathered`]): after such a visit their idle periods line up, and the
+/// database needs one session per idle period instead of one per queue. A tick with no
+/// other due within this window is visited on time.
+pub const GATHER_WITHIN: Duration = Duration::from_secs(20);
 
 /// Checks a busy queue this much before its predicted `ticker_max_count` moment: the rate
 /// is an estimate, and an early check costs one cheap SELECT.
@@ -194,16 +330,36 @@ impl Ticker {
         self
     }
 
-    /// One pass: the due check, then a tick per due queue. Stops between queues when
-    /// `token` is cancelled (the statement in flight finishes). Errors that concern the
-    /// whole database (connection, pgq gone) end the pass; a queue's own error is logged
-    /// and counted.
+    /// A new connection: what happened while there was none is unknown, so the next pass
+    /// reads the event counts and queue versions at least ([`sql::SEQ_CHECK`], which
+    /// in a fresh session costs a fraction of the full due check's planning).
+    pub fn reconnected(&mut self) {
+        self.look_next = true;
+    }
+
+    /// One pass: the due check, then the ticks of the due queues. Stops between queues
+    /// when `token` is cancelled (the statement in flight finishes). Errors that concern
+    /// the whole database (connection, pgq gone) end the pass; a queue's own error is
+    /// logged and counted.
+    ///
+    /// With `trust_activity` (a working activity signal), the full due check runs only
+    /// every [`FULL_READ_EVERY`] or when the figures kept disagree with pgq. In between,
+    /// a pass after activity (`look`) reads only the event counts and queue versions
+    /// ([`sql::SEQ_CHECK`]; a changed queue means a full read), and a pass without any
+    /// reads nothing: nothing but time can have changed the figures, and the queues due
+    /// are known from the figures aged by the time passed — with a thousand queues a
+    /// database is due every few milliseconds, and reading them all each time was most of
+    /// the server's work. Another ticker's ticks make pgq decline ours (NULL): that too
+    /// sends the next pass to a full read. Without `trust_activity`, every pass reads
+    /// everything, as pgq's own ticker would.
     pub async fn run_once(
         &mut self,
         conn: &mut DbConn,
         token: &CancellationToken,
         signals: &Signals,
         notify: bool,
+        look: bool,
+        trust_activity: bool,
     ) -> Result<TickPass, LaneError> {
         // Restored queues get no pgq.ticker calls until repaired (restored.rs).
         self.restored
@@ -211,44 +367,78 @@ impl Ticker {
             .await
             .map_err(|e| LaneError::core("restored-database check", e))?;
         let started = Instant::now();
-        let rows = conn
-            .query(sql::DUE_CHECK, &[])
-            .await
-            .map_err(|e| LaneError::core("due check", e))?;
-        // A held-back queue is looked at again soon, but a costly due check (a thousand
-        // queues) must not run back to back: at least four times its own duration apart.
-        let recheck = HOLD_RECHECK.max(started.elapsed() * 4);
-        let mut pass = TickPass {
-            queues: rows.len(),
-            ..TickPass::default()
-        };
-        // Two predictions: `next` also holds the max_lag looks (see `next_tick`).
-        let mut next: Option<Duration> = None;
-        let mut next_tick: Option<Duration> = None;
-        let mut earliest = |d: Duration, tick: bool| {
-            next = Some(next.map_or(d, |n: Duration| n.min(d)));
-            if tick {
-                next_tick = Some(next_tick.map_or(d, |n: Duration| n.min(d)));
+        let look = std::mem::take(&mut self.look_next) || look;
+        let read = match self.read_at {
+            Some(t)
+                if trust_activity && !self.stale && started.duration_since(t) < FULL_READ_EVERY =>
+            {
+                if look {
+                    Read::Seqs
+                } else {
+                    Read::Aged
+                }
             }
+            _ => Read::Full,
+        };
+        let aged = || -> Vec<Known> {
+            self.known
+                .iter()
+                .filter(|k| !self.restored.skips(&k.q.name))
+                .map(|k| Known {
+                    q: k.q.aged(started.duration_since(k.at)),
+                    at: started,
+                    seq: k.seq,
+                })
+                .collect()
+        };
+        let mut known = match read {
+            Read::Aged => aged(),
+            Read::Seqs => {
+                let mut known = aged();
+                let oids: Vec<u32> = known.iter().filter_map(|k| k.seq).collect();
+                let merged = match conn.query(sql::SEQ_CHECK, &[&oids]).await {
+                    Ok(rows) => rows.first().is_some_and(|r| self.merge_seqs(&mut known, r)),
+                    Err(e) => match e.action(false) {
+                        Action::Stop | Action::Reconnect => {
+                            return Err(LaneError::core("event counts", e));
+                        }
+                        Action::Reprobe | Action::Retry => {
+                            debug!(sqlstate = e.sqlstate().unwrap_or(""), error = %e, "event counts unreadable; reading every figure");
+                            false
+                        }
+                    },
+                };
+                if merged {
+                    known
+                } else {
+                    // A queue added, dropped or changed: read everything.
+                    self.read_all(conn, started).await?
+                }
+            }
+            Read::Full => self.read_all(conn, started).await?,
         };
         let checked = Instant::now();
+        self.fails = 0;
+        let mut pass = TickPass {
+            queues: known.len(),
+            ..TickPass::default()
+        };
+        let mut next = Next::default();
         let mut seen = HashMap::new();
-        // Open writing transactions of other sessions here (read once, when needed).
-        let mut writers: Option<i64> = None;
+        // Transaction ids of the open writing transactions of other sessions here (read
+        // once, when needed).
+        let mut writers: Option<HashSet<String>> = None;
         let mut held = HashMap::new();
-        for row in &rows {
-            let q = QueueState::from_row(row)
-                .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
-            if self.restored.skips(&q.name) {
-                continue;
-            }
+        let mut due = Vec::new();
+        for (i, k) in known.iter().enumerate() {
+            let q = &k.q;
             if let (Some(seq), Some(tick_seq)) = (q.event_seq, q.tick_event_seq)
                 && seq > tick_seq
                 && !q.skip
             {
                 pass.pending = true;
-                if let Some(d) = count_due(&q, self.seen.get(&q.name).copied(), checked) {
-                    earliest(d, true);
+                if let Some(d) = count_due(q, self.seen.get(&q.name).copied(), checked) {
+                    next.at(d, true);
                 }
                 seen.insert(q.name.clone(), (seq, checked));
             } else if !q.skip
@@ -259,19 +449,16 @@ impl Ticker {
                 if lag >= q.max_lag {
                     pass.eager = true;
                 } else {
-                    earliest(secs(q.max_lag - lag), false);
+                    next.at(secs(q.max_lag - lag), false);
                 }
             }
-            match due_in(&q) {
+            match due_in(q) {
                 None => continue,
                 Some(d) if !d.is_zero() => {
-                    earliest(d, true);
+                    next.at(d, true);
                     continue;
                 }
                 Some(_) => {}
-            }
-            if token.is_cancelled() {
-                break;
             }
             // Only a queue that was quiet (latest tick at least twice max_lag old) is held
             // back: there the tick after a missed event comes at the end of a long idle
@@ -279,82 +466,305 @@ impl Ticker {
             let has_new = matches!((q.event_seq, q.tick_event_seq), (Some(a), Some(b)) if a > b);
             let quiet = q.lag.is_some_and(|l| l >= 2.0 * q.max_lag);
             if has_new && quiet {
-                if writers.is_none() {
-                    let rows = conn
-                        .query(sql::OPEN_WRITERS, &[])
-                        .await
-                        .map_err(|e| LaneError::core("open writers", e))?;
-                    writers = Some(
-                        rows.first()
-                            .and_then(|r| r.try_get::<_, i64>(0).ok())
-                            .unwrap_or(0),
-                    );
-                }
-                if writers.unwrap_or(0) > 0 {
-                    let since = *self.held.entry(q.name.clone()).or_insert(checked);
-                    if checked.duration_since(since) < HOLD_MAX {
-                        held.insert(q.name.clone(), since);
-                        earliest(recheck, true);
-                        continue;
+                let open = match writers.as_ref() {
+                    Some(w) => w,
+                    None => {
+                        let rows = conn
+                            .query(sql::OPEN_WRITERS, &[])
+                            .await
+                            .map_err(|e| LaneError::core("open writers", e))?;
+                        let xids: Vec<String> = rows
+                            .first()
+                            .and_then(|r| r.try_get(0).ok())
+                            .unwrap_or_default();
+                        writers.insert(xids.into_iter().collect())
                     }
+                };
+                // Wait for the transactions that were open when the hold began (the
+                // events' own among them), not for those that began since: in a database
+                // whose producers always have one open, those end within milliseconds.
+                let (since, waiting): (Instant, Vec<String>) = match self.held.get(&q.name) {
+                    Some((since, xids)) => (
+                        *since,
+                        xids.iter().filter(|x| open.contains(*x)).cloned().collect(),
+                    ),
+                    None => (checked, open.iter().cloned().collect()),
+                };
+                if !waiting.is_empty() && checked.duration_since(since) < HOLD_MAX {
+                    held.insert(q.name.clone(), (since, waiting));
+                    next.at(self.recheck, true);
+                    continue;
                 }
             }
-            pass.due += 1;
+            due.push(i);
+        }
+        pass.due = due.len();
+        let made = self
+            .tick_all(conn, token, signals, notify, &known, &due)
+            .await?;
+        for m in made {
+            let Some(k) = known.get_mut(m.i) else {
+                continue;
+            };
+            // Counted from the tick, which came after the figures' moment.
+            let after = m.sent.saturating_duration_since(checked);
+            let Some(id) = m.tick else {
+                // pgq saw it otherwise: the figures we keep are off; read them again, soon
+                // when they were only estimates (a fresh reading that disagrees waits for
+                // the next due moment, as pgq's answer is the rule).
+                self.stale = true;
+                if read != Read::Full {
+                    next.at(after + STALE_RECHECK, true);
+                }
+                continue;
+            };
+            pass.ticked += 1;
+            let q = &k.q;
+            let late = lateness(q, checked.elapsed());
+            debug!(queue = %q.name, tick = id, late_ms = late.map(|l| l.as_millis() as u64), "tick");
+            self.report.tick(&q.name, late);
+            // The gap the tick ended, as pgq measured it; estimated when unknown.
+            let at_tick = QueueState {
+                lag: m.gap.or_else(|| {
+                    q.lag
+                        .map(|l| l + m.sent.saturating_duration_since(k.at).as_secs_f64())
+                }),
+                ..q.clone()
+            };
+            if let Some(d) = idle_due_after_tick(&at_tick) {
+                next.at(d + after, true);
+            }
+            if q.max_lag <= 0.0 {
+                pass.eager = true;
+            } else {
+                next.at(secs(q.max_lag) + after, false);
+            }
+            // The tick's time is its transaction's start: close to when it was sent.
+            *k = Known {
+                q: at_tick.ticked(),
+                at: m.sent,
+                seq: k.seq,
+            };
+        }
+        pass.failed = std::mem::take(&mut self.fails);
+        // The predictions count from the figures' moment; the caller counts from now.
+        let spent = checked.elapsed();
+        pass.next_due = next.any.map(|d| d.saturating_sub(spent));
+        pass.next_tick = next.tick.map(|d| d.saturating_sub(spent));
+        pass.next_gathered = next.gathered().map(|d| d.saturating_sub(spent));
+        if read != Read::Aged {
+            self.seen = seen;
+        }
+        self.known = known;
+        self.held = held;
+        Ok(pass)
+    }
+
+    /// The due check: every queue's figures, now.
+    async fn read_all(
+        &mut self,
+        conn: &mut DbConn,
+        started: Instant,
+    ) -> Result<Vec<Known>, LaneError> {
+        let rows = conn
+            .query(sql::DUE_CHECK, &[])
+            .await
+            .map_err(|e| LaneError::core("due check", e))?;
+        let at = Instant::now();
+        // A held-back queue is looked at again soon, but a costly due check (a thousand
+        // queues) must not run back to back: at least four times its own duration apart.
+        self.recheck = HOLD_RECHECK.max(started.elapsed() * 4);
+        self.read_at = Some(at);
+        self.stale = false;
+        let mut known = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let q = QueueState::from_row(row)
+                .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
+            let seq = row
+                .try_get(11)
+                .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
+            if !self.restored.skips(&q.name) {
+                known.push(Known { q, at, seq });
+            }
+        }
+        Ok(known)
+    }
+
+    /// Puts the event counts of [`sql::SEQ_CHECK`] (its one row) into `known`; false when
+    /// the queues are not the ones known (added, dropped, settings changed): then only a
+    /// due check will do.
+    fn merge_seqs(&self, known: &mut [Known], row: &Row) -> bool {
+        let (Ok(names), Ok(versions), Ok(counts)) = (
+            row.try_get::<_, Vec<String>>(0),
+            row.try_get::<_, Vec<String>>(1),
+            row.try_get::<_, Vec<i64>>(2),
+        ) else {
+            return false;
+        };
+        let mut queues = names
+            .iter()
+            .zip(&versions)
+            .filter(|(name, _)| !self.restored.skips(name));
+        let mut counts = counts.into_iter();
+        for k in known.iter_mut() {
+            let Some((name, version)) = queues.next() else {
+                return false;
+            };
+            if *name != k.q.name || *version != k.q.version {
+                return false;
+            }
+            if k.seq.is_some() {
+                let Some(count) = counts.next() else {
+                    return false;
+                };
+                k.q.event_seq = Some(count);
+            }
+        }
+        names.len() == versions.len() && queues.next().is_none() && counts.next().is_none()
+    }
+
+    /// Ticks the queues `due` (indexes into `known`): up to [`TICK_BATCH`] queues in one
+    /// statement and transaction, a queue that failed lately on its own; a batch that
+    /// fails is retried one queue at a time, so one broken queue never stops the others.
+    /// Returns the queues answered, with the tick made (None: pgq found none due) and when
+    /// its statement was sent.
+    async fn tick_all(
+        &mut self,
+        conn: &mut DbConn,
+        token: &CancellationToken,
+        signals: &Signals,
+        notify: bool,
+        known: &[Known],
+        due: &[usize],
+    ) -> Result<Vec<Made>, LaneError> {
+        let mut made = Vec::with_capacity(due.len());
+        let (alone, together): (Vec<usize>, Vec<usize>) = due
+            .iter()
+            .copied()
+            .partition(|&i| self.failing.contains_key(&known[i].q.name));
+        let mut one_by_one = alone;
+        for chunk in together.chunks(TICK_BATCH) {
+            if token.is_cancelled() {
+                return Ok(made);
+            }
+            if chunk.len() == 1 {
+                one_by_one.extend_from_slice(chunk);
+                continue;
+            }
+            let names: Vec<&str> = chunk.iter().map(|&i| known[i].q.name.as_str()).collect();
+            let sent = Instant::now();
             match conn
-                .query(sql::TICK, &[&q.name, &sql::FENCE_KEY, &notify])
+                .query(sql::TICK_MANY, &[&names, &sql::FENCE_KEY, &notify])
                 .await
             {
                 Ok(rows) => {
-                    self.recovered(&q.name);
-                    let row = rows.first();
-                    signals.own_xid(row.and_then(|r| r.try_get(3).ok()));
-                    if !row
-                        .and_then(|r| r.try_get::<_, bool>(0).ok())
-                        .unwrap_or(false)
-                    {
-                        return Err(LaneError::other("pgq.ticker(queue)", StmtError::Fenced));
-                    }
-                    let tick: Option<i64> = row.and_then(|r| r.try_get(1).ok());
-                    if let Some(id) = tick {
-                        pass.ticked += 1;
-                        let late = lateness(&q, checked.elapsed());
-                        debug!(queue = %q.name, tick = id, late_ms = late.map(|l| l.as_millis() as u64), "tick");
-                        self.report.tick(&q.name, late);
-                        if let Some(d) = idle_due_after_tick(&q) {
-                            earliest(d, true);
+                    // The ticks' time is the transaction's start: the transaction's age at
+                    // the last row, counted back from now (never before it was sent).
+                    let age = rows
+                        .last()
+                        .and_then(|r| r.try_get::<_, Option<f64>>(6).ok().flatten())
+                        .unwrap_or(0.0);
+                    let sent = started_at(sent, age);
+                    let mut txid = None;
+                    for (answered, row) in rows.iter().enumerate() {
+                        if !row.try_get::<_, bool>(0).unwrap_or(false) {
+                            return Err(LaneError::other(
+                                "pgq.ticker(queue) for several queues",
+                                StmtError::Fenced,
+                            ));
                         }
-                        if q.max_lag <= 0.0 {
-                            pass.eager = true;
-                        } else {
-                            earliest(secs(q.max_lag), false);
+                        txid = row.try_get::<_, Option<i64>>(4).ok().flatten().or(txid);
+                        let name: Option<String> = row.try_get(1).ok().flatten();
+                        let tick: Option<i64> = row.try_get(2).ok().flatten();
+                        let gap: Option<f64> = row.try_get(5).ok().flatten();
+                        if let Some(&i) = chunk
+                            .get(answered)
+                            .filter(|&&i| name.as_deref() == Some(known[i].q.name.as_str()))
+                        {
+                            made.push(Made { i, tick, gap, sent });
+                            self.recovered(&known[i].q.name);
                         }
                     }
+                    signals.own_xid(txid);
                 }
                 Err(e) => match e.action(false) {
                     Action::Stop | Action::Reconnect => {
-                        return Err(LaneError::other("pgq.ticker(queue)", e));
+                        return Err(LaneError::other("pgq.ticker(queue) for several queues", e));
                     }
                     Action::Reprobe | Action::Retry => {
-                        pass.failed += 1;
-                        if super::classify::may_be_restored(&e) {
-                            match self.restored.after_failed_tick(conn, &q.name).await {
-                                Ok(true) => continue,
-                                Ok(false) => {}
-                                Err(e) => {
-                                    return Err(LaneError::core("restored-database check", e));
-                                }
-                            }
-                        }
-                        self.failed(&q.name, &e);
+                        debug!(sqlstate = e.sqlstate().unwrap_or(""), error = %e, queues = chunk.len(), "batched ticks failed; ticking one by one");
+                        one_by_one.extend_from_slice(chunk);
                     }
                 },
             }
         }
-        pass.next_due = next;
-        pass.next_tick = next_tick;
-        self.seen = seen;
-        self.held = held;
-        Ok(pass)
+        for i in one_by_one {
+            if token.is_cancelled() {
+                break;
+            }
+            // Found restored by an earlier queue's failure: not to be ticked at all.
+            if self.restored.skips(&known[i].q.name) {
+                continue;
+            }
+            let sent = Instant::now();
+            if let Some((tick, gap, age)) = self
+                .tick_one(conn, signals, notify, &known[i].q.name)
+                .await?
+            {
+                let sent = started_at(sent, age.unwrap_or(0.0));
+                made.push(Made { i, tick, gap, sent });
+            }
+        }
+        Ok(made)
+    }
+
+    /// Ticks one queue in its own transaction: the tick made, if any, the gap it ended
+    /// and the transaction's age. Ok(None) when the queue's own error was
+    /// logged and counted (or it turned out restored); errors of the whole database end
+    /// the pass.
+    async fn tick_one(
+        &mut self,
+        conn: &mut DbConn,
+        signals: &Signals,
+        notify: bool,
+        name: &str,
+    ) -> Result<Option<(Option<i64>, Option<f64>, Option<f64>)>, LaneError> {
+        match conn
+            .query(sql::TICK, &[&name, &sql::FENCE_KEY, &notify])
+            .await
+        {
+            Ok(rows) => {
+                self.recovered(name);
+                let row = rows.first();
+                signals.own_xid(row.and_then(|r| r.try_get(3).ok()));
+                if !row
+                    .and_then(|r| r.try_get::<_, bool>(0).ok())
+                    .unwrap_or(false)
+                {
+                    return Err(LaneError::other("pgq.ticker(queue)", StmtError::Fenced));
+                }
+                Ok(Some((
+                    row.and_then(|r| r.try_get(1).ok()),
+                    row.and_then(|r| r.try_get(4).ok()),
+                    row.and_then(|r| r.try_get(5).ok()),
+                )))
+            }
+            Err(e) => match e.action(false) {
+                Action::Stop | Action::Reconnect => Err(LaneError::other("pgq.ticker(queue)", e)),
+                Action::Reprobe | Action::Retry => {
+                    self.fails += 1;
+                    if super::classify::may_be_restored(&e) {
+                        match self.restored.after_failed_tick(conn, name).await {
+                            Ok(true) => return Ok(None),
+                            Ok(false) => {}
+                            Err(e) => return Err(LaneError::core("restored-database check", e)),
+                        }
+                    }
+                    self.failed(name, &e);
+                    Ok(None)
+                }
+            },
+        }
     }
 
     /// Logs a queue's failure at warning level when it is new or its SQLSTATE changed
@@ -393,6 +803,7 @@ mod tests {
             tick_event_seq: Some(10),
             prev_gap: Some(1.0),
             event_seq: Some(10),
+            version: "1".into(),
         }
     }
 
@@ -523,6 +934,21 @@ mod tests {
             None,
             "no new events"
         );
+    }
+
+    #[test]
+    fn a_visit_waits_only_to_gather_ticks_due_soon_after() {
+        let s = Duration::from_secs;
+        let mut n = Next::default();
+        assert_eq!(n.gathered(), None);
+        n.at(s(30), true);
+        n.at(s(5), false); // a look, not a tick
+        assert_eq!(n.gathered(), Some(s(30)), "alone: on time");
+        n.at(s(45), true);
+        n.at(s(60), true);
+        assert_eq!(n.gathered(), Some(s(45)), "within 20 s of the first");
+        n.at(s(50), true);
+        assert_eq!(n.gathered(), Some(s(50)));
     }
 
     #[test]
