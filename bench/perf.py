@@ -57,6 +57,10 @@ ev_time is its insert time):
   lateness    tick_time - due time, for every tick made inside the window; a tick that is due
               before the window ends but not made by then counts as window end - due (a lower
               bound, "pending"). Negative values are ticks made before they were due.
+              In d, a busy database's ticks count from the moment it became busy (before
+              that it was a quiet database, whose idle ticks are reported apart, with no
+              target); the figure over every tick in the window is reported too ("as first
+              defined").
   cpu         utime+stime from /proc: the server (postmaster and every child, also children
               that exited, through the postmaster's cutime) and the daemon, scaled to 60 s.
               Backends of the benchmark's producers and probes are read from /proc just before
@@ -217,15 +221,28 @@ def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
             look = dbs
         else:
             look = []
+        late_window, quiet_idle = [], []
         for db in look:
             la, lt, un = analyse_db(c, db, w0, w1, traffic.tag)
             if traffic and traffic.busy_dbs and db not in traffic.busy_dbs:
-                # quiet databases: only the ticks that carry their probe event count
+                # quiet databases: only the ticks that carry their probe event count; their
+                # idle ticks are reported apart
+                quiet_idle += [x for x, k in la if k.startswith("idle")]
                 la = [(x, "quiet" + k[k.index("-"):] if "-" in k else "quiet")
                       for x, k in la if not k.startswith("idle")]
+            elif traffic and db in traffic.busy_since and traffic.busy_since[db] > w0:
+                # a database that became busy inside the window: its ticks count as a busy
+                # database's from then on (before, it was a quiet one); all its ticks in the
+                # window are kept apart for the figure as first defined
+                late_window += [x for x, _ in la]
+                la, _, _ = analyse_db(c, db, traffic.busy_since[db], w1, traffic.tag)
+            else:
+                late_window += [x for x, _ in la]
             late += la
             lat += lt
             unticked += un
+        res["lateness_window"] = [x * 1000 for x in late_window]
+        res["lateness_quiet_idle"] = [x * 1000 for x in quiet_idle]
         res["lateness"] = [x[0] * 1000 for x in late if not x[1].startswith("quiet")]
         res["lateness_busy"] = [x[0] * 1000 for x in late if x[1].startswith("busy")]
         res["lateness_first"] = [x[0] * 1000 for x in late if x[1].startswith("first")]

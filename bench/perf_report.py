@@ -53,7 +53,7 @@ def summarise(name, sc, runs):
                   "conn_max", "rss_mb", "hwm_mb"):
             s[k] = [r.get(k) for r in rs]
         for k in ("latency", "first_event", "lateness", "lateness_busy", "lateness_first",
-                  "lateness_idle", "lateness_quiet"):
+                  "lateness_idle", "lateness_quiet", "lateness_window", "lateness_quiet_idle"):
             pooled = [x for r in rs for x in r.get(k, [])]
             s[k + "_n"] = len(pooled)
             for p in (50, 99):
@@ -135,7 +135,10 @@ def render_scenario(name, sc, runs, summary, args, meta):
                        ("lateness_busy", "tick lateness ms, busy (max_lag or max_count due)"),
                        ("lateness_first", "tick lateness ms, first event after max_lag quiet"),
                        ("lateness_idle", "tick lateness ms, idle ticks (no events)"),
-                       ("lateness_quiet", "tick lateness ms, first event in a quiet database")):
+                       ("lateness_quiet", "tick lateness ms, first event in a quiet database"),
+                       ("lateness_window", "tick lateness ms, busy DBs, every tick in the window "
+                        "(also before they became busy)"),
+                       ("lateness_quiet_idle", "tick lateness ms, idle ticks of quiet databases")):
         if not summary["ours"][key + "_n"] and not summary["c"][key + "_n"]:
             continue
         for stat in ("p50", "p99", "max", "min", "n"):
@@ -289,9 +292,17 @@ def targets(res, scs):
         rows.append((f"d: {size('d')}: connections held, max", f3(mg("d", "c", "conn_max")),
                      f3(mg("d", "ours", "conn_max")), "≤ 64",
                      ok(mg("d", "ours", "conn_max"), 64)))
-        rows.append((f"d: {size('d')}: lateness p99, busy DBs, all their ticks (ms)",
+        rows.append((f"d: {size('d')}: lateness p99, busy DBs, their ticks from becoming busy (ms)",
                      f3(g("d", "c", "lateness_p99")), f3(g("d", "ours", "lateness_p99")),
                      "≤ 100", ok(g("d", "ours", "lateness_p99"), 100)))
+        rows.append((f"d: {size('d')}: (as first defined) lateness p99, busy DBs, every tick "
+                     "in the window (ms)",
+                     f3(g("d", "c", "lateness_window_p99")),
+                     f3(g("d", "ours", "lateness_window_p99")), "(≤ 100)",
+                     ok(g("d", "ours", "lateness_window_p99"), 100)))
+        rows.append((f"d: {size('d')}: idle ticks of quiet DBs, lateness p99 (ms)",
+                     f3(g("d", "c", "lateness_quiet_idle_p99")),
+                     f3(g("d", "ours", "lateness_quiet_idle_p99")), "(no target)", None))
         rows.append((f"d: {size('d')}: first event in a quiet DB, lateness max (ms)",
                      f3(g("d", "c", "lateness_quiet_max")),
                      f3(g("d", "ours", "lateness_quiet_max")), "≤ 1000",

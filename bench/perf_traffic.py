@@ -31,6 +31,9 @@ class Traffic(threading.Thread):
         self.statements = {"probe": 0, "burst": 0, "busy": 0, "quiet": 0}
         self.behind_max = 0.0
         self.busy_dbs = set()
+        # when each database first became busy (epoch s): its ticks count as a busy
+        # database's from then on
+        self.busy_since = {}
         self.quiet_dbs = set()
         self.error = None
         self.stop_flag = threading.Event()
@@ -115,6 +118,8 @@ class Traffic(threading.Thread):
         group_i, rr = 0, 0
         current = groups[0] if groups else []
         self.busy_dbs.update(current)
+        for db in current:
+            self.busy_since.setdefault(db, time.time())
         while nxt and not self.stop_flag.is_set():
             what, when = min(nxt.items(), key=lambda kv: kv[1])
             if when >= end:
@@ -143,6 +148,8 @@ class Traffic(threading.Thread):
                 group_i = (group_i + 1) % len(groups)
                 current = groups[group_i]
                 self.busy_dbs.update(current)
+                for db in current:
+                    self.busy_since.setdefault(db, time.time())
                 nxt["move"] = when + sc["move_every"]
             elif what == "quiet":
                 if quiet_plan:

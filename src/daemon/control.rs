@@ -56,9 +56,14 @@ pub const COUNTERS_QUIET: Duration = Duration::from_secs(5);
 /// After a foreign write, the next comparison comes this soon: a session that wrote and
 /// disconnected has flushed its counters already.
 const COUNTERS_SOON: Duration = Duration::from_millis(50);
-/// A database's write counters that moved within this long of our own last write there
-/// are taken for ours (a session of ours flushes its counters when it ends, at the latest).
+/// A database's write counters that moved within this long of our own writes of unknown
+/// size there are taken for ours (a session of ours flushes its counters when it ends, at
+/// the latest).
 const OWN_FLUSH: Duration = Duration::from_secs(1);
+/// Rows we wrote and counted (ticks) are expected in the counters within this long (a
+/// session flushes at most once a second while it lives, sometimes only after 10 s, and
+/// when it ends); later, a movement is not ours.
+const OWN_ROWS_FOR: Duration = Duration::from_secs(15);
 /// Look-back added to the previous look's time, for clock steps between sessions.
 const LOOKBACK: Duration = Duration::from_millis(50);
 /// A control session lost again within this long after the last loss is logged at debug
@@ -66,6 +71,47 @@ const LOOKBACK: Duration = Duration::from_millis(50);
 const LOST_AGAIN: Duration = Duration::from_secs(60);
 /// Fallback control database when `initial_database` is a template.
 const FALLBACK_DB: &str = "postgres";
+
+/// A database's own writes not yet seen in its write counters: a visit's ticks are counted
+/// (one row each), so a client's row written around a visit still shows as news; writes of
+/// unknown size (maintenance, retry) hide every movement for [`OWN_FLUSH`] after them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OwnWrites {
+    /// Counted rows not yet seen, and when the last were written.
+    rows: u64,
+    last: Option<Instant>,
+    /// When writes of unknown size were last made.
+    unknown: Option<Instant>,
+}
+
+impl OwnWrites {
+    fn record(&mut self, now: Instant, rows: Option<u64>) {
+        match rows {
+            Some(n) => self.rows = self.rows.saturating_add(n),
+            None => self.unknown = Some(now),
+        }
+        self.last = Some(now);
+    }
+
+    /// Takes `delta` (rows written since the read at `since`) off what we owe; whether
+    /// some of it is someone else's.
+    fn foreign(&mut self, delta: i64, since: Instant, now: Instant) -> bool {
+        if self.unknown.is_some_and(|t| t + OWN_FLUSH >= since) {
+            self.rows = 0;
+            return false;
+        }
+        if self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) > OWN_ROWS_FOR)
+        {
+            self.rows = 0;
+        }
+        let delta = u64::try_from(delta).unwrap_or(0);
+        let ours = delta.min(self.rows);
+        self.rows -= ours;
+        delta > ours
+    }
+}
 
 /// What this daemon may do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,8 +146,8 @@ pub struct Signals {
     live: AtomicBool,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     own: Mutex<BTreeSet<i64>>,
-    /// When each database's task last ran statements that may have written there.
-    own_writes: Mutex<HashMap<String, Instant>>,
+    /// Each database's own writes not yet seen in its counters.
+    own_writes: Mutex<HashMap<String, OwnWrites>>,
 }
 
 impl Signals {
@@ -151,24 +197,27 @@ impl Signals {
         }
     }
 
-    /// Records that this daemon just ran statements in `db` that may have written (its
-    /// write counters will move without a client).
-    pub fn wrote(&self, db: &str) {
+    /// Records that this daemon just ran statements in `db` that wrote `rows` rows (None:
+    /// an unknown number): its write counters will move without a client.
+    pub fn wrote(&self, db: &str, rows: Option<u64>) {
         let mut w = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         // Called after every lane run: no allocation once the database is known.
-        match w.get_mut(db) {
-            Some(t) => *t = now,
-            None => {
-                w.insert(db.to_string(), now);
-            }
-        }
+        let own = match w.get_mut(db) {
+            Some(o) => o,
+            None => w.entry(db.to_string()).or_default(),
+        };
+        own.record(now, rows);
     }
 
-    /// Whether we wrote in `db` after `since` minus `slack`.
-    fn wrote_since(&self, db: &str, since: Instant, slack: Duration) -> bool {
-        let w = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
-        w.get(db).is_some_and(|t| *t + slack >= since)
+    /// Whether `delta` rows written in `db` since the counters' last read (at `since`)
+    /// include some that are not ours.
+    fn foreign_rows(&self, db: &str, delta: i64, since: Instant, now: Instant) -> bool {
+        let mut w = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
+        match w.get_mut(db) {
+            Some(o) => o.foreign(delta, since, now),
+            None => delta > 0,
+        }
     }
 
     fn wake(&self, dbs: impl IntoIterator<Item = String>) -> usize {
@@ -445,16 +494,19 @@ async fn session(
                     ) else {
                         continue;
                     };
-                    let wrote = counters.insert(name.clone(), w).is_some_and(|old| old != w);
+                    let delta = counters
+                        .insert(name.clone(), w)
+                        .map_or(0, |old| w.saturating_sub(old));
+                    let wrote = delta != 0;
                     let news = match (&own, n) {
                         // Seeing every session: a session not ours that began, or rows
-                        // written by one that was already there and has gone — unless we
-                        // wrote there ourselves since the last look (our counters are
-                        // flushed when our session of a visit ends).
+                        // written by one that was already there and has gone — beyond the
+                        // rows we wrote there ourselves (our counters are flushed when our
+                        // session of a visit ends).
                         (Some(own), Some(n)) => {
                             let ours = own.get(&name).map_or(0, |&x| x as i64);
                             foreign_session(&mut sessions, &name, n, ours)
-                                || (wrote && !signals.wrote_since(&name, counters_read, OWN_FLUSH))
+                                || (wrote && signals.foreign_rows(&name, delta, counters_read, now))
                         }
                         _ => wrote,
                     };
@@ -609,6 +661,28 @@ async fn snapshot(c: &mut DbConn) -> Result<Snap, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clients_row_next_to_our_ticks_is_news() {
+        let t0 = Instant::now();
+        let mut o = OwnWrites::default();
+        o.record(t0, Some(10));
+        // Our ten ticks flushed, plus one event of a client's.
+        assert!(o.foreign(11, t0, t0 + Duration::from_millis(300)));
+        // Ours alone, in two flushes.
+        o.record(t0, Some(10));
+        assert!(!o.foreign(4, t0, t0 + Duration::from_millis(300)));
+        assert!(!o.foreign(6, t0, t0 + Duration::from_millis(600)));
+        assert!(o.foreign(1, t0, t0 + Duration::from_millis(900)));
+        // Rows we owe expire: a late movement is someone else's.
+        o.record(t0, Some(5));
+        assert!(o.foreign(1, t0, t0 + OWN_ROWS_FOR + Duration::from_secs(1)));
+        // Writes of unknown size hide movements for a while after them.
+        let t1 = t0 + Duration::from_secs(100);
+        o.record(t1, None);
+        assert!(!o.foreign(3, t1, t1 + Duration::from_millis(500)));
+        assert!(o.foreign(3, t1 + OWN_FLUSH * 2, t1 + OWN_FLUSH * 3));
+    }
 
     fn snap(s: &str) -> Snap {
         Snap::parse(s).expect("parses")

@@ -52,19 +52,26 @@ const POKE_GAP: Duration = Duration::from_millis(5);
 const POKE_GAP_BUSY: Duration = Duration::from_millis(250);
 /// Activity-driven checks wait at least this many times the last pass's duration.
 const POKE_COST_FACTOR: u32 = 4;
+/// How much later than due a database without a connection that had no events for
+/// `KEEP_WARM` is visited for its idle ticks (its sweep moves by as much): one visit then
+/// ticks every queue due in that window, after which their idle periods line up; and with
+/// idle periods of a minute, a thousand such databases need a quarter fewer sessions (each
+/// costs the server ~10–20 ms: backend start, and compiling `pgq.ticker` in the fresh
+/// session). Idle ticks carry no events; the first event of such a database is still
+/// ticked on activity.
+const EVICTED_SLACK: Duration = Duration::from_secs(20);
 /// A connection lost again within this long after a warned loss is logged at debug level.
 const LOST_AGAIN: Duration = Duration::from_secs(60);
 /// A database that had events this recently keeps its connection under the budget.
 const KEEP_HOT: Duration = Duration::from_secs(60);
-/// A database that had events this recently is visited on time, without gathering ticks
-/// (`ticker::GATHER_WITHIN`):
+/// A database that had events this recently is visited on time, without `EVICTED_SLACK`:
 /// its queues are still in pgq's idle back-off (ticks 1.5, 3, 6 … 60 s after the last
 /// event), and those ticks are what its consumers wait for.
 const KEEP_WARM: Duration = Duration::from_secs(300);
 /// Metrics of a database visited without a held connection are collected at most this
 /// often: each collection compiles two pgq functions in the fresh session (~8 ms of server
 /// CPU each under load), and a quiet database's figures barely move between idle ticks.
-const VISITED_STATS_PERIOD: Duration = Duration::from_secs(300);
+const VISITED_STATS_PERIOD: Duration = Duration::from_secs(600);
 /// Under pressure a quiet database hands its connection back after a visit when its next
 /// work is at least this far away (nearer work would just reconnect).
 const RELEASE_AFTER: Duration = Duration::from_secs(2);
@@ -136,11 +143,9 @@ pub struct Schedule {
     /// With a working activity signal, the longest wait between due checks; without one,
     /// `ticker_period` (as C pgqd).
     sweep: Option<Duration>,
-    /// The ticker's prediction of the latest tick within `GATHER_WITHIN` of the next
-    /// (`TickPass::next_gathered`) …
-    gather_hint: Option<Duration>,
-    /// … which a long-quiet database without a connection comes back for instead.
-    gather: bool,
+    /// Added to predicted due times, and to the sweep, while the database has no
+    /// connection and had no events lately (`EVICTED_SLACK`).
+    slack: Duration,
     /// How long the last ticker pass took.
     pass_cost: Duration,
     /// The database hands its connection back after each visit (budget pressure).
@@ -177,17 +182,16 @@ impl Schedule {
             poked: None,
             busy: false,
             sweep: None,
-            gather_hint: None,
-            gather: false,
+            slack: Duration::ZERO,
             pass_cost: Duration::ZERO,
             visited: false,
         }
     }
 
-    /// Whether a visit waits to gather ticks due soon after the next one (a long-quiet
-    /// database without a connection).
-    pub fn set_gather(&mut self, gather: bool) {
-        self.gather = gather;
+    /// Sets the slack added to predicted due times and the sweep (`EVICTED_SLACK` for a
+    /// long-quiet database without a connection).
+    pub fn set_slack(&mut self, slack: Duration) {
+        self.slack = slack;
     }
 
     /// For a database without a connection: Ok when its ticker is due (retry and
@@ -198,40 +202,34 @@ impl Schedule {
     }
 
     /// When a database without a connection needs a visit: activity, the next tick proper
-    /// (or, gathering, the latest one due soon after it), or the sweep. Unlike
-    /// [`Schedule::next`] for the ticker, not the `max_lag` looks that only tune how
-    /// eagerly a connected database follows activity.
+    /// (plus the slack), or the sweep (plus the slack). Unlike [`Schedule::next`] for the
+    /// ticker, not the `max_lag` looks that only tune how eagerly a connected database
+    /// follows activity.
     pub fn next_visit(&self, cfg: &Config) -> Instant {
-        let hint = if self.gather {
-            self.gather_hint.or(self.visit_hint)
-        } else {
-            self.visit_hint
-        };
-        self.ticker_at(hint, cfg)
+        self.ticker_at(self.visit_hint, cfg)
     }
 
     /// The ticker's next run with `hint` as the prediction: the last pass's end plus the
-    /// hint (with the margin), at most the sweep; activity brings it forward.
+    /// hint (with the margin and the slack), at most the sweep (with the slack); activity
+    /// brings it forward.
     fn ticker_at(&self, hint: Option<Duration>, cfg: &Config) -> Instant {
-        let cap = self.sweep.unwrap_or(cfg.ticker_period);
+        let cap = self.sweep.unwrap_or(cfg.ticker_period) + self.slack;
         let regular = match self.tick_end {
             None => self.start,
-            Some(t) => t + hint.map_or(cap, |h| (h + DUE_MARGIN).min(cap)),
+            Some(t) => t + hint.map_or(cap, |h| (h + DUE_MARGIN + self.slack).min(cap)),
         };
         self.poked.map_or(regular, |p| p.min(regular))
     }
 
     /// Records whether the database is served by visits (hands its connection back after
-    /// each): its metrics are then collected every `VISITED_STATS_PERIOD` (5 min) at most.
+    /// each): its metrics are then collected every `VISITED_STATS_PERIOD` (10 min) at most.
     pub fn set_visited(&mut self, visited: bool) {
         self.visited = visited;
     }
 
-    /// Records the last ticker pass's predictions of the next tick proper, and of the
-    /// latest one due within `GATHER_WITHIN` of it.
-    pub fn set_visit_hint(&mut self, hint: Option<Duration>, gathered: Option<Duration>) {
+    /// Records the last ticker pass's prediction of the next tick proper.
+    pub fn set_visit_hint(&mut self, hint: Option<Duration>) {
         self.visit_hint = hint;
-        self.gather_hint = gathered;
     }
 
     /// Whether activity asked for a due check that has not run yet.
@@ -502,7 +500,7 @@ impl DatabaseTask {
             // activity, the sweep); retry and maintenance wait for that visit.
             if conn.is_none() && evicted {
                 let warm = last_events.is_some_and(|e| e.elapsed() < KEEP_WARM);
-                schedule.set_gather(!warm);
+                schedule.set_slack(if warm { Duration::ZERO } else { EVICTED_SLACK });
                 match schedule.visit_due(Instant::now(), &cfg) {
                     Ok(()) => {
                         debug!(
@@ -541,7 +539,7 @@ impl DatabaseTask {
                             }
                             probed = false;
                             ticker.reconnected();
-                            schedule.set_gather(false);
+                            schedule.set_slack(Duration::ZERO);
                             self.evict = c.tenancy().map(|t| t.evicted());
                             conn.insert(c)
                         }
@@ -700,7 +698,7 @@ impl DatabaseTask {
                             self.stats.report.state(DbState::Idle);
                             debug!("connection handed back after the visit (budget)");
                             // The session's counters are flushed as it ends.
-                            self.signals.wrote(&self.name);
+                            self.signals.wrote(&self.name, Some(0));
                             schedule.set_visited(true);
                             conn = None;
                             evicted = true;
@@ -729,6 +727,8 @@ impl DatabaseTask {
                 }
             };
             let lane_start = Instant::now();
+            // Rows the lane wrote, when known (control.rs tells a client's rows from ours).
+            let mut wrote: Option<u64> = None;
             let result = match lane {
                 Lane::Ticker => ticker
                     .run_once(
@@ -744,7 +744,7 @@ impl DatabaseTask {
                     .map(|p| {
                         self.stats.report.pass_ok();
                         schedule.set_busy(p.pending && !p.eager);
-                        schedule.set_visit_hint(p.next_tick, p.next_gathered);
+                        schedule.set_visit_hint(p.next_tick);
                         pending = p.pending;
                         if p.pending {
                             schedule.set_visited(false);
@@ -756,6 +756,8 @@ impl DatabaseTask {
                             }
                         }
                         self.stats.ticks(p.ticked as u64);
+                        // One pgq.tick row per tick made; nothing else in a pass writes.
+                        wrote = Some(p.ticked as u64);
                         for _ in 0..p.failed {
                             self.stats.error();
                         }
@@ -767,6 +769,9 @@ impl DatabaseTask {
                     .await
                     .map(|p| {
                         self.stats.retry(p.moved);
+                        if p.moved == 0 {
+                            wrote = Some(0);
+                        }
                         self.stats.report.retry(p.moved);
                         if p.moved > 0 {
                             debug!(moved = p.moved, "retry events moved");
@@ -778,6 +783,9 @@ impl DatabaseTask {
                     .instrument(info_span!("maint"))
                     .await
                     .map(|p| {
+                        if p.ops == 0 && p.calls == 0 && p.vacuumed == 0 {
+                            wrote = Some(0);
+                        }
                         if !p.interrupted {
                             self.stats.report.maint(lane_start.elapsed());
                             self.stats.maint();
@@ -814,7 +822,8 @@ impl DatabaseTask {
             );
             if lane != Lane::Stats {
                 // Our own rows move the database's write counters: not a client's.
-                self.signals.wrote(&self.name);
+                self.signals
+                    .wrote(&self.name, if result.is_ok() { wrote } else { None });
             }
             match result {
                 Ok(_) => {
@@ -1001,21 +1010,25 @@ mod tests {
         };
         s.set_sweep(Some(Duration::from_secs(60)));
         s.done(Lane::Ticker, t0, Some(Duration::from_secs(3)));
-        s.set_visit_hint(Some(Duration::from_secs(57)), Some(Duration::from_secs(70)));
+        s.set_visit_hint(Some(Duration::from_secs(57)));
         // Connected: look at the max_lag moment; without a connection: at the idle tick.
         assert_eq!(
             s.next(Lane::Ticker, &c),
             t0 + Duration::from_secs(3) + DUE_MARGIN
         );
         assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(57) + DUE_MARGIN);
-        // A long-quiet database gathers the ticks due soon after, capped by the sweep.
-        s.set_gather(true);
-        assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(60));
-        s.set_visit_hint(Some(Duration::from_secs(30)), Some(Duration::from_secs(40)));
-        assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(40) + DUE_MARGIN);
-        // Nothing predicted: the sweep.
-        s.set_visit_hint(None, None);
-        assert_eq!(s.next_visit(&c), t0 + Duration::from_secs(60));
+        // The slack of a long-quiet database moves its sweep too.
+        s.set_slack(EVICTED_SLACK);
+        assert_eq!(
+            s.next_visit(&c),
+            t0 + Duration::from_secs(57) + DUE_MARGIN + EVICTED_SLACK
+        );
+        // Nothing predicted: the sweep (with the slack).
+        s.set_visit_hint(None);
+        assert_eq!(
+            s.next_visit(&c),
+            t0 + Duration::from_secs(60) + EVICTED_SLACK
+        );
         // Activity brings it forward.
         s.poke(t0 + Duration::from_secs(1));
         assert_eq!(s.visit_due(t0 + Duration::from_secs(1), &c), Ok(()));

@@ -155,10 +155,6 @@ pub struct TickPass {
     /// only decide how eagerly activity is followed: what a database without a connection
     /// must come back for.
     pub next_tick: Option<Duration>,
-    /// The moment of the latest tick due within [`GATHER_WITHIN`] of the next one: when a
-    /// long-quiet database without a held connection comes back, so that one visit
-    /// makes them all.
-    pub next_gathered: Option<Duration>,
     /// Some queue had events not yet in a tick (the database is busy).
     pub pending: bool,
     /// Some queue has no events waiting and a latest tick at least `max_lag` old: its next
@@ -267,8 +263,6 @@ struct Known {
 struct Next {
     any: Option<Duration>,
     tick: Option<Duration>,
-    /// Every tick-proper moment predicted (for [`TickPass::next_gathered`]).
-    ticks: Vec<Duration>,
 }
 
 impl Next {
@@ -276,27 +270,9 @@ impl Next {
         self.any = Some(self.any.map_or(d, |n| n.min(d)));
         if tick {
             self.tick = Some(self.tick.map_or(d, |n| n.min(d)));
-            self.ticks.push(d);
         }
     }
-
-    /// The latest tick moment no more than [`GATHER_WITHIN`] after the earliest.
-    fn gathered(&self) -> Option<Duration> {
-        let first = self.tick?;
-        self.ticks
-            .iter()
-            .copied()
-            .filter(|&d| d <= first + GATHER_WITHIN)
-            .max()
-    }
 }
-
-/// A database visited without a held connection waits up to this long past its next
-/// tick when that lets one visit make the ticks of several queues
-/// ([`TickPass::next_gathered`]): after such a visit their idle periods line up, and the
-/// database needs one session per idle period instead of one per queue. A tick with no
-/// other due within this window is visited on time.
-pub const GATHER_WITHIN: Duration = Duration::from_secs(20);
 
 /// Checks a busy queue this much before its predicted `ticker_max_count` moment: the rate
 /// is an estimate, and an early check costs one cheap SELECT.
@@ -551,7 +527,6 @@ impl Ticker {
         let spent = checked.elapsed();
         pass.next_due = next.any.map(|d| d.saturating_sub(spent));
         pass.next_tick = next.tick.map(|d| d.saturating_sub(spent));
-        pass.next_gathered = next.gathered().map(|d| d.saturating_sub(spent));
         if read != Read::Aged {
             self.seen = seen;
         }
@@ -934,21 +909,6 @@ mod tests {
             None,
             "no new events"
         );
-    }
-
-    #[test]
-    fn a_visit_waits_only_to_gather_ticks_due_soon_after() {
-        let s = Duration::from_secs;
-        let mut n = Next::default();
-        assert_eq!(n.gathered(), None);
-        n.at(s(30), true);
-        n.at(s(5), false); // a look, not a tick
-        assert_eq!(n.gathered(), Some(s(30)), "alone: on time");
-        n.at(s(45), true);
-        n.at(s(60), true);
-        assert_eq!(n.gathered(), Some(s(45)), "within 20 s of the first");
-        n.at(s(50), true);
-        assert_eq!(n.gathered(), Some(s(50)));
     }
 
     #[test]
