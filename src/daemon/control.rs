@@ -76,7 +76,7 @@ const FALLBACK_DB: &str = "postgres";
 /// (one row each), so a client's row written around a visit still shows as news; writes of
 /// unknown size (maintenance, retry) hide every movement for [`OWN_FLUSH`] after them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct OwnWrites {
+struct OwnWrites {
     /// Counted rows not yet seen, and when the last were written.
     rows: u64,
     last: Option<Instant>,

@@ -319,7 +319,7 @@ impl Ticker {
     /// logged and counted.
     ///
     /// With `trust_activity` (a working activity signal), the full due check runs only
-    /// every [`FULL_READ_EVERY`] or when the figures kept disagree with pgq. In between,
+    /// every `FULL_READ_EVERY` (10 minutes) or when the figures kept disagree with pgq. In between,
     /// a pass after activity (`look`) reads only the event counts and queue versions
     /// ([`sql::SEQ_CHECK`]; a changed queue means a full read), and a pass without any
     /// reads nothing: nothing but time can have changed the figures, and the queues due
