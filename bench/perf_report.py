@@ -11,7 +11,8 @@ from daemon_bench import log_findings, pct
 # ---------------------------------------------------------------- report
 
 def med(vals):
-    vals = [v for v in vals if v is not None]
+    # None: a figure no run of this mode has (the baseline of an ours-only run)
+    vals = [v for v in (vals or []) if v is not None]
     return statistics.median(vals) if vals else None
 
 

@@ -194,7 +194,9 @@ select datname::text, (tup_inserted + tup_updated + tup_deleted)::int8, null::in
 /// was refused); the transaction's txid if it wrote (so the activity signal can tell our
 /// writes from others'); with a tick made, the gap it ended in seconds (its `tick_time`,
 /// the transaction's start, minus the previous tick's: the statement's snapshot does not
-/// see the new row), from which the next idle tick is predicted without reading it back;
+/// see the new row; the queue id is looked up first so the index on pgq.tick is read
+/// for that queue only — a join let the planner walk the whole index backwards), from
+/// which the next idle tick is predicted without reading it back;
 /// and how long ago the transaction (so the tick's time) began, as the row was made, from
 /// which the daemon places the tick on its own clock.
 /// With `$3` true, a tick made also sends `NOTIFY pgqd_tick` with the
@@ -207,8 +209,9 @@ select t.ok, t.tick_id,
        pg_catalog.txid_current_if_assigned()::int8,
        case when t.tick_id is not null then (
             select extract(epoch from pg_catalog.now() - tk.tick_time)::float8
-              from pgq.queue q join pgq.tick tk on tk.tick_queue = q.queue_id
-             where q.queue_name = $1::text
+              from pgq.tick tk
+             where tk.tick_queue = (select q.queue_id from pgq.queue q
+                                     where q.queue_name = $1::text)
              order by tk.tick_queue desc, tk.tick_id desc limit 1) end,
        extract(epoch from pg_catalog.clock_timestamp() - pg_catalog.now())::float8
   from (select f.ok, case when f.ok then pgq.ticker($1::text) end as tick_id
@@ -227,8 +230,9 @@ select f.ok, t.name, t.tick_id,
        pg_catalog.txid_current_if_assigned()::int8,
        case when t.tick_id is not null then (
             select extract(epoch from pg_catalog.now() - tk.tick_time)::float8
-              from pgq.queue q join pgq.tick tk on tk.tick_queue = q.queue_id
-             where q.queue_name = t.name
+              from pgq.tick tk
+             where tk.tick_queue = (select q.queue_id from pgq.queue q
+                                     where q.queue_name = t.name)
              order by tk.tick_queue desc, tk.tick_id desc limit 1) end,
        extract(epoch from pg_catalog.clock_timestamp() - pg_catalog.now())::float8
   from (select pg_catalog.pg_try_advisory_xact_lock($2::int8) as ok offset 0) f
