@@ -196,9 +196,7 @@ select datname::text, (tup_inserted + tup_updated + tup_deleted)::int8, null::in
 /// the transaction's start, minus the previous tick's: the statement's snapshot does not
 /// see the new row; the queue id is looked up first so the index on pgq.tick is read
 /// for that queue only — a join let the planner walk the whole index backwards), from
-/// which the next idle tick is predicted without reading it back;
-/// and how long ago the transaction (so the tick's time) began, as the row was made, from
-/// which the daemon places the tick on its own clock.
+/// which the next idle tick is predicted without reading it back.
 /// With `$3` true, a tick made also sends `NOTIFY pgqd_tick` with the
 /// queue name as payload, in the same transaction, for consumers that wait on it.
 /// `offset 0` keeps the fence before the tick: the subquery is not pulled up.
@@ -212,8 +210,7 @@ select t.ok, t.tick_id,
               from pgq.tick tk
              where tk.tick_queue = (select q.queue_id from pgq.queue q
                                      where q.queue_name = $1::text)
-             order by tk.tick_queue desc, tk.tick_id desc limit 1) end,
-       extract(epoch from pg_catalog.clock_timestamp() - pg_catalog.now())::float8
+             order by tk.tick_queue desc, tk.tick_id desc limit 1) end
   from (select f.ok, case when f.ok then pgq.ticker($1::text) end as tick_id
           from (select pg_catalog.pg_try_advisory_xact_lock($2::int8) as ok offset 0) f
         offset 0) t";
@@ -221,7 +218,7 @@ select t.ok, t.tick_id,
 /// [`TICK`] for several queues in one statement and one transaction (`$1` the queue
 /// names, `$2` [`FENCE_KEY`], `$3` notify): one row per queue, in order — fence taken,
 /// queue, new tick id or NULL, notification sent, the transaction's txid if it wrote so
-/// far, the gap the new tick ended and the transaction's age (as [`TICK`]'s). Refused by the fence, a single row with `false` and no queue. Any queue's error
+/// far, the gap the new tick ended (as [`TICK`]'s). Refused by the fence, a single row with `false` and no queue. Any queue's error
 /// rolls back all of them: the daemon then ticks them one by one.
 pub const TICK_MANY: &str = "\
 select f.ok, t.name, t.tick_id,
@@ -233,8 +230,7 @@ select f.ok, t.name, t.tick_id,
               from pgq.tick tk
              where tk.tick_queue = (select q.queue_id from pgq.queue q
                                      where q.queue_name = t.name)
-             order by tk.tick_queue desc, tk.tick_id desc limit 1) end,
-       extract(epoch from pg_catalog.clock_timestamp() - pg_catalog.now())::float8
+             order by tk.tick_queue desc, tk.tick_id desc limit 1) end
   from (select pg_catalog.pg_try_advisory_xact_lock($2::int8) as ok offset 0) f
   left join lateral (
         select q.name, pgq.ticker(q.name) as tick_id

@@ -230,14 +230,6 @@ struct Made {
 /// pass after activity still reads the event counts and queue versions).
 const FULL_READ_EVERY: Duration = Duration::from_secs(600);
 
-/// When a tick statement sent at `sent` made its ticks, by our clock: when it was sent.
-/// (Counting back from the answer by the transaction's age, `_age`, placed ticks later than
-/// pgq had them: 10 x 1000 queues' idle ticks came ~270 ms late at the median in the bench,
-/// 37 ms with this.)
-fn started_at(sent: Instant, _age: f64) -> Instant {
-    sent
-}
-
 /// How soon the figures are read again after pgq declined a tick the estimates called due.
 const STALE_RECHECK: Duration = Duration::from_millis(5);
 
@@ -626,13 +618,6 @@ impl Ticker {
                 .await
             {
                 Ok(rows) => {
-                    // The ticks' time is the transaction's start: the transaction's age at
-                    // the last row, counted back from now (never before it was sent).
-                    let age = rows
-                        .last()
-                        .and_then(|r| r.try_get::<_, Option<f64>>(6).ok().flatten())
-                        .unwrap_or(0.0);
-                    let sent = started_at(sent, age);
                     let mut txid = None;
                     for (answered, row) in rows.iter().enumerate() {
                         if !row.try_get::<_, bool>(0).unwrap_or(false) {
@@ -675,19 +660,18 @@ impl Ticker {
                 continue;
             }
             let sent = Instant::now();
-            if let Some((tick, gap, age)) = self
+            if let Some((tick, gap)) = self
                 .tick_one(conn, signals, notify, &known[i].q.name)
                 .await?
             {
-                let sent = started_at(sent, age.unwrap_or(0.0));
                 made.push(Made { i, tick, gap, sent });
             }
         }
         Ok(made)
     }
 
-    /// Ticks one queue in its own transaction: the tick made, if any, the gap it ended
-    /// and the transaction's age. Ok(None) when the queue's own error was
+    /// Ticks one queue in its own transaction: the tick made, if any, and the gap it
+    /// ended. Ok(None) when the queue's own error was
     /// logged and counted (or it turned out restored); errors of the whole database end
     /// the pass.
     async fn tick_one(
@@ -696,7 +680,7 @@ impl Ticker {
         signals: &Signals,
         notify: bool,
         name: &str,
-    ) -> Result<Option<(Option<i64>, Option<f64>, Option<f64>)>, LaneError> {
+    ) -> Result<Option<(Option<i64>, Option<f64>)>, LaneError> {
         match conn
             .query(sql::TICK, &[&name, &sql::FENCE_KEY, &notify])
             .await
@@ -714,7 +698,6 @@ impl Ticker {
                 Ok(Some((
                     row.and_then(|r| r.try_get(1).ok()),
                     row.and_then(|r| r.try_get(4).ok()),
-                    row.and_then(|r| r.try_get(5).ok()),
                 )))
             }
             Err(e) => match e.action(false) {
