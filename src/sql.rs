@@ -252,11 +252,31 @@ pub const MAINT_OPERATIONS: &str =
 /// session — most of a visit's server time in a database served without a held
 /// connection. The column `queue_extra_maint` is read through `to_jsonb` because older
 /// schemas lack it.
+///
+/// A rotation that is due but that `pgq.maint_rotate_tables_step1` would skip, because the
+/// slowest consumer's last tick is not past the previous rotation's step 2, counts as not
+/// due: pgq lists it every round for as long as that consumer stays behind (a stopped
+/// consumer: for ever), and each call locks the queue row and takes a txid for nothing.
+/// Step 1's other outcomes stay its own: no consumer, a missing tick (its error), txids
+/// behind the last rotation (its error; judged here without taking a txid: the snapshot's
+/// xmax is at most the txid step 1 would get).
 pub const MAINT_NEEDED: &str = "\
 select exists (select 1 from pgq.queue q
                 where q.queue_rotation_period is not null
                   and (q.queue_switch_step2 is null
-                       or q.queue_switch_time + q.queue_rotation_period < pg_catalog.now()))
+                       or (q.queue_switch_time + q.queue_rotation_period < pg_catalog.now()
+                           and not coalesce(
+                               (select pg_catalog.txid_snapshot_xmin(t.tick_snapshot)
+                                           <= q.queue_switch_step2
+                                       and pg_catalog.txid_snapshot_xmax(
+                                               pg_catalog.txid_current_snapshot())
+                                           >= q.queue_switch_step1
+                                  from pgq.tick t
+                                 where t.tick_queue = q.queue_id
+                                   and t.tick_id = (select pg_catalog.min(s.sub_last_tick)
+                                                      from pgq.subscription s
+                                                     where s.sub_queue = q.queue_id)),
+                               false))))
     or exists (select 1 from pgq.queue q
                 where pg_catalog.jsonb_typeof(pg_catalog.to_jsonb(q) -> 'queue_extra_maint')
                       is distinct from 'null'

@@ -405,7 +405,7 @@ async fn maint_operations_is_asked_only_when_it_may_list_something() {
             "select pgq.set_queue_config('q', 'rotation_period', '0.3 seconds')",
         );
     }
-    let d = Daemon::start(cfg).await;
+    let d = Daemon::start(cfg.clone()).await;
     for &(_, db) in &kinds {
         wait_for("rotation", Duration::from_secs(10), || {
             let t = cur_table(&c, db, "q");
@@ -416,6 +416,65 @@ async fn maint_operations_is_asked_only_when_it_may_list_something() {
             let n = calls(db);
             async move { (n > 0).then_some(()) }
         })
+        .await;
+    }
+
+    // A consumer that stays behind blocks the next rotation: pgq would list step 1 every
+    // round; the daemon no longer asks. After at most one more rotation (the consumer's
+    // tick may be newer than the last one), nothing changes and nothing is asked. Calls
+    // are read with the daemon stopped: a session flushes its counts when it ends.
+    for &(_, db) in &kinds {
+        c.psql(db, "select pgq.register_consumer('q', 'stopped')");
+    }
+    for &(_, db) in &kinds {
+        wait_for(
+            "rotation blocked by the consumer",
+            Duration::from_secs(10),
+            || {
+                let ok = c.psql(
+                    db,
+                    "select queue_switch_step2 is not null \
+                        and queue_switch_time < now() - interval '1 second' \
+                   from pgq.queue",
+                ) == "t";
+                async move { ok.then_some(()) }
+            },
+        )
+        .await;
+    }
+    d.stop().await.expect("clean stop");
+    let before: Vec<(i64, i32)> = kinds
+        .iter()
+        .map(|&(_, db)| (calls(db), cur_table(&c, db, "q")))
+        .collect();
+    let d = Daemon::start(cfg.clone()).await;
+    let want = 6 * kinds.len() as u64;
+    wait_for("six maintenance rounds", Duration::from_secs(10), || {
+        let n = d.counters.totals().maint;
+        async move { (n >= want).then_some(()) }
+    })
+    .await;
+    d.stop().await.expect("clean stop");
+    for (&(_, db), &(n, t)) in kinds.iter().zip(&before) {
+        assert_eq!(
+            cur_table(&c, db, "q"),
+            t,
+            "{db}: rotated under a stopped consumer"
+        );
+        assert_eq!(calls(db), n, "{db}: asked while the rotation was blocked");
+    }
+    // It catches up: the rotation goes on.
+    let d = Daemon::start(cfg).await;
+    for (&(_, db), &(_, t)) in kinds.iter().zip(&before) {
+        wait_for(
+            "rotation after the consumer caught up",
+            Duration::from_secs(15),
+            || {
+                let _ = take_batch(&c, db, "q", "stopped");
+                let now = cur_table(&c, db, "q");
+                async move { (now != t).then_some(()) }
+            },
+        )
         .await;
     }
     d.stop().await.expect("clean stop");
