@@ -243,14 +243,24 @@ impl Signals {
         });
     }
 
-    /// Whether any write that ended between `prev` and `new` was someone else's; prunes
-    /// our own txids that no snapshot can mention again.
-    fn foreign_ended(&self, prev: &Snap, new: &Snap) -> bool {
+    /// The writes that ended between `prev` and `new` and are not known as ours (None: too
+    /// many to name, taken for someone else's); prunes our own txids that no snapshot can
+    /// mention again.
+    fn unclaimed_endings(&self, prev: &Snap, new: &Snap) -> Option<Vec<i64>> {
         let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
-        let foreign = foreign_ended(prev, new, &own);
+        let ended = unclaimed_endings(prev, new, &own);
         let keep = own.split_off(&new.xmin);
         *own = keep;
-        foreign
+        ended
+    }
+
+    /// Whether some of `xids` are still not known as ours. Our tasks report a write's
+    /// txid when its statement returns, which is after the commit: a look in between sees
+    /// our own write end unclaimed, so an ending counts as someone else's only if it is
+    /// still unclaimed one look later.
+    fn still_unclaimed(&self, xids: &[i64]) -> bool {
+        let own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        xids.iter().any(|x| !own.contains(x))
     }
 }
 
@@ -287,12 +297,28 @@ impl Snap {
 /// the old xmax that is no longer running, or one that was running and is not any more.
 /// A jump too large to enumerate counts as foreign.
 pub fn foreign_ended(prev: &Snap, new: &Snap, own: &BTreeSet<i64>) -> bool {
+    unclaimed_endings(prev, new, own).is_none_or(|x| !x.is_empty())
+}
+
+/// The txids not in `own` that ended between the two snapshots (see [`foreign_ended`]);
+/// None for a jump too large to enumerate (or txids going backwards).
+pub fn unclaimed_endings(prev: &Snap, new: &Snap, own: &BTreeSet<i64>) -> Option<Vec<i64>> {
     if new.xmax < prev.xmax || new.xmax - prev.xmax > 4096 {
-        return new.xmax != prev.xmax;
+        return (new.xmax == prev.xmax).then(Vec::new);
     }
     let ended = |x: &i64| !new.xip.contains(x) && !own.contains(x);
-    (prev.xmax..new.xmax).any(|x| ended(&x))
-        || prev.xip.iter().filter(|x| **x < new.xmax).any(ended)
+    Some(
+        (prev.xmax..new.xmax)
+            .filter(ended)
+            .chain(
+                prev.xip
+                    .iter()
+                    .copied()
+                    .filter(|x| *x < new.xmax)
+                    .filter(ended),
+            )
+            .collect(),
+    )
 }
 
 /// Runs the control session until `token` is cancelled.
@@ -398,7 +424,8 @@ async fn session(
     let mut sessions: HashMap<String, (i64, i64)> = HashMap::new();
     let mut last_counters = Instant::now();
     let mut prev: Option<Snap> = None;
-    let mut recheck = false;
+    // Endings seen unclaimed at the previous look (empty: too many to name).
+    let mut suspects: Option<Vec<i64>> = None;
     let mut since = SystemTime::now();
     let mut last_foreign: Option<Instant> = None;
     let mut counters: HashMap<String, i64> = HashMap::new();
@@ -434,19 +461,33 @@ async fn session(
         if signals.current_role() == Role::Leader {
             let snap = snapshot(&mut c).await?;
             signals.live.store(true, Ordering::Relaxed);
-            let foreign = prev
-                .as_ref()
-                .is_some_and(|p| signals.foreign_ended(p, &snap));
+            // Endings unclaimed at the previous look that are still unclaimed are someone
+            // else's: only they make the counters and the polling faster (our idle ticks,
+            // claimed a moment after their commit, kept both fast for ever before).
+            let confirmed = suspects
+                .take()
+                .is_some_and(|x| x.is_empty() || signals.still_unclaimed(&x));
+            let ended = prev.as_ref().map(|p| signals.unclaimed_endings(p, &snap));
+            let foreign = match &ended {
+                Some(Some(x)) => !x.is_empty(),
+                Some(None) => true,
+                None => false,
+            };
+            if foreign {
+                // Too many to name: confirmed at the next look whatever is claimed.
+                suspects = Some(ended.flatten().unwrap_or_default());
+            }
             // One more look on the poll after a foreign write: a session that committed
-            // just after the previous look is named only once its state changed.
-            let look_again = std::mem::replace(&mut recheck, foreign);
-            if foreign || look_again {
-                if foreign {
-                    if last_foreign.is_none_or(|t| now.duration_since(t) >= COUNTERS_EVERY) {
-                        next_counters = next_counters.min(now + COUNTERS_SOON);
-                    }
-                    last_foreign = Some(now);
+            // just after the previous look is named only once its state changed. Not
+            // needed when what ended was ours after all.
+            let look_again = confirmed;
+            if confirmed {
+                if last_foreign.is_none_or(|t| now.duration_since(t) >= COUNTERS_EVERY) {
+                    next_counters = next_counters.min(now + COUNTERS_SOON);
                 }
+                last_foreign = Some(now);
+            }
+            if foreign || look_again {
                 let from = since.checked_sub(LOOKBACK).unwrap_or(since);
                 let rows = c
                     .query(sql::ACTIVE_DATABASES, &[&from, &app])
@@ -736,5 +777,26 @@ mod tests {
         assert!(foreign_ended(&snap("17:18:17"), &snap("18:18:"), &own));
         // a huge jump counts
         assert!(foreign_ended(&snap("1:2:"), &snap("9000:9000:"), &own));
+    }
+
+    #[test]
+    fn an_ending_claimed_one_look_later_was_ours() {
+        let signals = Signals::new();
+        signals.own_xid(Some(15));
+        // 16 and 17 ended; 15 is ours already.
+        let ended = signals
+            .unclaimed_endings(&snap("10:15:"), &snap("18:18:"))
+            .expect("few enough to name");
+        assert_eq!(ended, vec![16, 17]);
+        // Our task reports 16 after its commit; 17 stays unclaimed.
+        signals.own_xid(Some(16));
+        assert!(signals.still_unclaimed(&ended));
+        signals.own_xid(Some(17));
+        assert!(!signals.still_unclaimed(&ended));
+        // Too many to name.
+        assert_eq!(
+            signals.unclaimed_endings(&snap("18:18:"), &snap("9000:9000:")),
+            None
+        );
     }
 }
