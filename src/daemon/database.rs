@@ -147,6 +147,9 @@ pub struct Schedule {
     /// connection and had no events lately (`EVICTED_SLACK`).
     slack: Duration,
     /// How long the last ticker pass took.
+    /// What the ticker's last reads took (activity-driven checks are spaced by a multiple
+    /// of it). Not the whole pass: its ticks, and in a fresh session compiling
+    /// `pgq.ticker`, once spaced a newly busy database's next check by ~80 ms.
     pass_cost: Duration,
     /// The database hands its connection back after each visit (budget pressure).
     visited: bool,
@@ -744,6 +747,9 @@ impl DatabaseTask {
                     .map(|p| {
                         self.stats.report.pass_ok();
                         schedule.set_busy(p.pending && !p.eager);
+                        if let Some(cost) = p.read_cost {
+                            schedule.pass_cost = cost;
+                        }
                         schedule.set_visit_hint(p.next_tick);
                         pending = p.pending;
                         if p.pending {
@@ -812,9 +818,6 @@ impl DatabaseTask {
                         None
                     }),
             };
-            if lane == Lane::Ticker {
-                schedule.pass_cost = lane_start.elapsed();
-            }
             schedule.done(
                 lane,
                 Instant::now(),

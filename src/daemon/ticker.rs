@@ -160,6 +160,10 @@ pub struct TickPass {
     /// Some queue has no events waiting and a latest tick at least `max_lag` old: its next
     /// event is due at once, so activity must be looked at without delay.
     pub eager: bool,
+    /// How long the pass's reads took (None: it read nothing, its figures were aged): what
+    /// another activity-driven pass would cost the server again. Ticks, which only due
+    /// queues pay for, are not counted.
+    pub read_cost: Option<Duration>,
 }
 
 /// The ticker lane of one database. Remembers which queues are failing, so a broken queue
@@ -382,6 +386,7 @@ impl Ticker {
         self.fails = 0;
         let mut pass = TickPass {
             queues: known.len(),
+            read_cost: (read != Read::Aged).then(|| checked.duration_since(started)),
             ..TickPass::default()
         };
         let mut next = Next::default();
