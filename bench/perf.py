@@ -57,10 +57,12 @@ ev_time is its insert time):
   lateness    tick_time - due time, for every tick made inside the window; a tick that is due
               before the window ends but not made by then counts as window end - due (a lower
               bound, "pending"). Negative values are ticks made before they were due.
-              In d, a busy database's ticks count from the moment it became busy (before
-              that it was a quiet database, whose idle ticks are reported apart, with no
-              target); the figure over every tick in the window is reported too ("as first
-              defined").
+              In d, a busy database's ticks count while it is busy: from the moment it
+              became busy (before that it was a quiet database, whose idle ticks are reported
+              apart, with no target) until BUSY_GRACE after the busy set moved on (the ticks
+              of its last events; a tick due by then counts however late it came; later
+              ticks are its queues' idle back-off as a quiet database). The figure over
+              every tick in the window is reported too ("as first defined").
   cpu         utime+stime from /proc: the server (postmaster and every child, also children
               that exited, through the postmaster's cutime) and the daemon, scaled to 60 s.
               Backends of the benchmark's producers and probes are read from /proc just before
@@ -96,6 +98,10 @@ from perf_cluster import (MEASURER, CachedCluster, Daemon, apply_settings,  # no
 from perf_traffic import Traffic  # noqa: E402
 from perf_analysis import analyse_db, selftest, verify  # noqa: E402
 from perf_report import med, render_scenario, summarise, svg_plot, targets  # noqa: E402
+
+# d: how long after a busy database left the busy set its ticks still count as a busy
+# database's (twice the default ticker_max_lag: the ticks of its last events)
+BUSY_GRACE = 6.0
 
 
 # ---------------------------------------------------------------- scenarios
@@ -230,12 +236,18 @@ def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
                 quiet_idle += [x for x, k in la if k.startswith("idle")]
                 la = [(x, "quiet" + k[k.index("-"):] if "-" in k else "quiet")
                       for x, k in la if not k.startswith("idle")]
-            elif traffic and db in traffic.busy_since and traffic.busy_since[db] > w0:
-                # a database that became busy inside the window: its ticks count as a busy
-                # database's from then on (before, it was a quiet one); all its ticks in the
-                # window are kept apart for the figure as first defined
+            elif traffic and db in traffic.busy_since and (
+                    traffic.busy_since[db] > w0 or db in traffic.busy_until):
+                # a database busy for part of the window: its ticks count as a busy
+                # database's while it is busy (before, it was a quiet one; after, its
+                # queues go through pgq's idle back-off as a quiet one's), plus BUSY_GRACE
+                # for the ticks of its last events; a tick due by then counts however late
+                # it came. All its ticks in the window are kept apart for the figure as
+                # first defined.
                 late_window += [x for x, _ in la]
-                la, _, _ = analyse_db(c, db, traffic.busy_since[db], w1, traffic.tag)
+                since = max(traffic.busy_since[db], w0)
+                until = min(traffic.busy_until.get(db, w1) + BUSY_GRACE, w1)
+                la, _, _ = analyse_db(c, db, since, until, traffic.tag)
             else:
                 late_window += [x for x, _ in la]
             late += la

@@ -34,6 +34,8 @@ class Traffic(threading.Thread):
         # when each database first became busy (epoch s): its ticks count as a busy
         # database's from then on
         self.busy_since = {}
+        # when a busy database stopped being busy (the busy set moved on)
+        self.busy_until = {}
         self.quiet_dbs = set()
         self.error = None
         self.stop_flag = threading.Event()
@@ -145,6 +147,7 @@ class Traffic(threading.Thread):
             elif what == "move":
                 for db in current:
                     self.close(db)
+                    self.busy_until.setdefault(db, time.time())
                 group_i = (group_i + 1) % len(groups)
                 current = groups[group_i]
                 self.busy_dbs.update(current)
