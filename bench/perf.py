@@ -57,12 +57,13 @@ ev_time is its insert time):
   lateness    tick_time - due time, for every tick made inside the window; a tick that is due
               before the window ends but not made by then counts as window end - due (a lower
               bound, "pending"). Negative values are ticks made before they were due.
-              In d, a busy database's ticks count while it is busy: from the moment it
-              became busy (before that it was a quiet database, whose idle ticks are reported
-              apart, with no target) until BUSY_GRACE after the busy set moved on (the ticks
-              of its last events; a tick due by then counts however late it came; later
-              ticks are its queues' idle back-off as a quiet database). The figure over
-              every tick in the window is reported too ("as first defined").
+              In d, a busy database's ticks count while it is busy: those due from the
+              moment it became busy (an idle tick due before that, and made when its first
+              events came, was a quiet database's, whose idle ticks are reported apart, with
+              no target) until BUSY_GRACE after the busy set moved on (the ticks of its last
+              events; a tick due by then counts however late it came; later ticks are its
+              queues' idle back-off as a quiet database). The figure over every tick in the
+              window is reported too ("as first defined").
   cpu         utime+stime from /proc: the server (postmaster and every child, also children
               that exited, through the postmaster's cutime) and the daemon, scaled to 60 s.
               Backends of the benchmark's producers and probes are read from /proc just before
@@ -247,7 +248,7 @@ def one_run(c, m, sc, name, kind, dbs, rnd_no, args, rundir):
                 late_window += [x for x, _ in la]
                 since = max(traffic.busy_since[db], w0)
                 until = min(traffic.busy_until.get(db, w1) + BUSY_GRACE, w1)
-                la, _, _ = analyse_db(c, db, since, until, traffic.tag)
+                la, _, _ = analyse_db(c, db, since, until, traffic.tag, due_from=since)
             else:
                 late_window += [x for x, _ in la]
             late += la

@@ -20,8 +20,9 @@ def snapshot_visible(txid, snap):
     return str(txid) not in xip.split(",")
 
 
-def analyse_db(c, db, w0, w1, tag):
-    """Lateness samples (with kinds) and probe latencies of one database's queues."""
+def analyse_db(c, db, w0, w1, tag, due_from=None):
+    """Lateness samples (with kinds) and probe latencies of one database's queues; with
+    `due_from`, only ticks due from then on count (earlier ones belong to a time before)."""
     conn = Conn(c.port, db, app=MEASURER)
     try:
         queues = {r[0]: (int(r[1]), float(r[2]), float(r[3])) for r in conn.query(
@@ -61,6 +62,8 @@ def analyse_db(c, db, w0, w1, tag):
             if nxt is None and tl[j][1] > w1:
                 continue
             due, kind = due_after(tl, j, ev, max_count, max_lag, idle, w1)
+            if due_from is not None and due < due_from:
+                continue
             if nxt is not None and nxt[1] < w0:
                 continue
             if nxt is not None and (nxt[1] <= w1 or due < w1):
