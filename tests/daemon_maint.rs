@@ -357,6 +357,18 @@ async fn shutdown_timeout_names_the_tasks_that_did_not_finish() {
     }
 }
 
+/// Runs a daemon until it has made `rounds` maintenance rounds, then stops it (its
+/// sessions end, so the server's function counts are flushed).
+async fn run_maint_rounds(cfg: &pgqd::config::Config, rounds: u64) {
+    let d = Daemon::start(cfg.clone()).await;
+    wait_for("maintenance rounds", Duration::from_secs(10), || {
+        let n = d.counters.totals().maint;
+        async move { (n >= rounds).then_some(()) }
+    })
+    .await;
+    d.stop().await.expect("clean stop");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maint_operations_is_asked_only_when_it_may_list_something() {
     // pgq.maint_operations() compiles two PL/pgSQL functions in every new session; the
@@ -377,14 +389,7 @@ async fn maint_operations_is_asked_only_when_it_may_list_something() {
     }
     let mut cfg = test_config(&c);
     cfg.maint_period = Duration::from_millis(200);
-    let d = Daemon::start(cfg.clone()).await;
-    let rounds = 3 * kinds.len() as u64;
-    wait_for("maintenance rounds", Duration::from_secs(10), || {
-        let n = d.counters.totals().maint;
-        async move { (n >= rounds).then_some(()) }
-    })
-    .await;
-    d.stop().await.expect("clean stop");
+    run_maint_rounds(&cfg, 3 * kinds.len() as u64).await;
     let calls = |db: &str| -> i64 {
         c.psql(
             db,
@@ -447,14 +452,7 @@ async fn maint_operations_is_asked_only_when_it_may_list_something() {
         .iter()
         .map(|&(_, db)| (calls(db), cur_table(&c, db, "q")))
         .collect();
-    let d = Daemon::start(cfg.clone()).await;
-    let want = 6 * kinds.len() as u64;
-    wait_for("six maintenance rounds", Duration::from_secs(10), || {
-        let n = d.counters.totals().maint;
-        async move { (n >= want).then_some(()) }
-    })
-    .await;
-    d.stop().await.expect("clean stop");
+    run_maint_rounds(&cfg, 6 * kinds.len() as u64).await;
     for (&(_, db), &(n, t)) in kinds.iter().zip(&before) {
         assert_eq!(
             cur_table(&c, db, "q"),

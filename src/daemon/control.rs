@@ -293,16 +293,10 @@ impl Snap {
     }
 }
 
-/// Whether a txid that ended between the two snapshots is not in `own`: one at or above
-/// the old xmax that is no longer running, or one that was running and is not any more.
-/// A jump too large to enumerate counts as foreign.
-pub fn foreign_ended(prev: &Snap, new: &Snap, own: &BTreeSet<i64>) -> bool {
-    unclaimed_endings(prev, new, own).is_none_or(|x| !x.is_empty())
-}
-
-/// The txids not in `own` that ended between the two snapshots (see [`foreign_ended`]);
-/// None for a jump too large to enumerate (or txids going backwards).
-pub fn unclaimed_endings(prev: &Snap, new: &Snap, own: &BTreeSet<i64>) -> Option<Vec<i64>> {
+/// The txids not in `own` that ended between the two snapshots: those at or above the old
+/// xmax that are no longer running, and those that were running and are not any more.
+/// None for a jump too large to enumerate (or txids going backwards): taken for foreign.
+fn unclaimed_endings(prev: &Snap, new: &Snap, own: &BTreeSet<i64>) -> Option<Vec<i64>> {
     if new.xmax < prev.xmax || new.xmax - prev.xmax > 4096 {
         return (new.xmax == prev.xmax).then(Vec::new);
     }
@@ -477,17 +471,16 @@ async fn session(
                 // Too many to name: confirmed at the next look whatever is claimed.
                 suspects = Some(ended.flatten().unwrap_or_default());
             }
-            // One more look on the poll after a foreign write: a session that committed
-            // just after the previous look is named only once its state changed. Not
-            // needed when what ended was ours after all.
-            let look_again = confirmed;
             if confirmed {
                 if last_foreign.is_none_or(|t| now.duration_since(t) >= COUNTERS_EVERY) {
                     next_counters = next_counters.min(now + COUNTERS_SOON);
                 }
                 last_foreign = Some(now);
             }
-            if foreign || look_again {
+            // A confirmed foreign write also gets one more look: a session that committed
+            // just after the previous look is named only once its state changed (not
+            // needed when what ended was ours after all).
+            if foreign || confirmed {
                 let from = since.checked_sub(LOOKBACK).unwrap_or(since);
                 let rows = c
                     .query(sql::ACTIVE_DATABASES, &[&from, &app])
@@ -760,6 +753,10 @@ mod tests {
         assert_eq!(snap("7:7:").xip, Vec::<i64>::new());
         assert!(Snap::parse("x:1:").is_none());
         assert!(Snap::parse("1:2").is_none());
+    }
+
+    fn foreign_ended(prev: &Snap, new: &Snap, own: &BTreeSet<i64>) -> bool {
+        unclaimed_endings(prev, new, own).is_none_or(|x| !x.is_empty())
     }
 
     #[test]

@@ -146,7 +146,6 @@ pub struct Schedule {
     /// Added to predicted due times, and to the sweep, while the database has no
     /// connection and had no events lately (`EVICTED_SLACK`).
     slack: Duration,
-    /// How long the last ticker pass took.
     /// What the ticker's last reads took (activity-driven checks are spaced by a multiple
     /// of it). Not the whole pass: its ticks, and in a fresh session compiling
     /// `pgq.ticker`, once spaced a newly busy database's next check by ~80 ms.
