@@ -377,10 +377,13 @@ async fn a_changed_setting_applies_without_waiting_for_a_full_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_queues_tick_in_batches_and_a_broken_one_is_ticked_alone() {
-    // Due queues are ticked up to 50 per statement; a batch that fails is retried one
-    // queue at a time, and a queue that failed is ticked on its own from then on.
+    // Due queues are ticked up to 50 per statement (200 through pgq._ticker_batch, which
+    // our schema has from 1.1); a batch that fails is retried one queue at a time, and a
+    // queue that failed is ticked on its own from then on.
     let c = TestCluster::start();
     c.create_pgq_db("ours");
+    // Counts the daemon's calls of PL/pgSQL functions (pg_stat_user_functions).
+    c.psql("postgres", "alter database ours set track_functions = 'pl'");
     c.psql(
         "ours",
         "select pgq.create_queue('q' || i) from generate_series(1, 120) i; \
@@ -427,6 +430,39 @@ async fn many_queues_tick_in_batches_and_a_broken_one_is_ticked_alone() {
         "broken queue ticked"
     );
     assert!(d.counters.totals().errors >= 1, "the broken queue failed");
+    // The working queues' next events are ticked through pgq._ticker_batch: called once
+    // empty when the session was primed (120 queues), then for the batches (a call that
+    // failed is not counted).
+    c.psql(
+        "ours",
+        "drop table before; \
+         create table before as \
+           select q.queue_name, max(t.tick_id) as tick_id from pgq.queue q \
+             join pgq.tick t on t.tick_queue = q.queue_id group by 1; \
+         select pgq.insert_event('q' || i, 'e', 'd') from generate_series(1, 120) i \
+          where i <> 77",
+    );
+    common::wait_for("119 queues ticked again", Duration::from_secs(10), || {
+        let n: i64 = c.psql("ours", ticked).parse().expect("count");
+        async move { (n == 119).then_some(()) }
+    })
+    .await;
+    common::wait_for(
+        "batched tick calls counted",
+        Duration::from_secs(10),
+        || {
+            let n: i64 = c
+                .psql(
+                    "ours",
+                    "select coalesce(sum(calls), 0) from pg_stat_user_functions \
+                  where schemaname = 'pgq' and funcname = '_ticker_batch'",
+                )
+                .parse()
+                .expect("calls");
+            async move { (n >= 2).then_some(()) }
+        },
+    )
+    .await;
     // Repaired, it ticks again.
     c.psql(
         "ours",

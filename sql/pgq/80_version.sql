@@ -32,7 +32,7 @@ create or replace function pgq.pgqd_schema_version()
 returns text
 language sql
 as $$
-    select '1.0'::text;
+    select '1.1'::text;
 $$;
 
 

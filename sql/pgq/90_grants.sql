@@ -68,6 +68,7 @@ begin
                 'pgq.ticker(text,bigint,timestamptz,bigint)',
                 'pgq.ticker(text)',
                 'pgq.ticker()',
+                'pgq._ticker_batch(text[])',
                 'pgq.maint_retry_events()',
                 'pgq.maint_rotate_tables_step1(text)',
                 'pgq.maint_rotate_tables_step2()',

@@ -647,6 +647,11 @@ impl DbConn {
         Ok(s)
     }
 
+    /// Prepares a named query ahead of its first run (see [`DbConn::query`]).
+    pub async fn prepare(&mut self, sql: &'static str) -> Result<(), StmtError> {
+        self.statement(sql).await.map(drop)
+    }
+
     /// Runs a named query (prepared once per connection) and returns its rows.
     pub async fn query(
         &mut self,

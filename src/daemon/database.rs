@@ -596,7 +596,10 @@ impl DatabaseTask {
                 evicted_since_probe = false;
                 let found = match known {
                     Some(p) => Ok(p),
-                    None => probe_pgq(c).await,
+                    None => probe_pgq(c).await.map(|(p, tick_set)| {
+                        ticker.set_tick_set(tick_set);
+                        p
+                    }),
                 };
                 let found = match found {
                     Ok(p) => p,
@@ -954,8 +957,8 @@ async fn take_fence(c: &mut DbConn) -> Result<Option<String>, LaneError> {
 
 /// Probes for pgq: the schema, then `pgq.version()`, which must start with a major version
 /// of at least 3 (C pgqd compares the first byte with '3'; ours parses the number, so
-/// "10.0" also counts).
-async fn probe_pgq(c: &mut DbConn) -> Result<Probe, LaneError> {
+/// "10.0" also counts). Also tells whether pgq has `pgq._ticker_batch` ([`sql::TICK_SET`]).
+async fn probe_pgq(c: &mut DbConn) -> Result<(Probe, bool), LaneError> {
     let rows = c
         .query(sql::PROBE_SCHEMA, &[])
         .await
@@ -965,21 +968,26 @@ async fn probe_pgq(c: &mut DbConn) -> Result<Probe, LaneError> {
         .and_then(|r| r.try_get(0).ok())
         .unwrap_or(false);
     if !exists {
-        return Ok(Probe::NoPgq);
+        return Ok((Probe::NoPgq, false));
     }
-    let version: Option<String> = match c.query(sql::PROBE_VERSION, &[]).await {
-        Ok(rows) => rows.first().and_then(|r| r.try_get(0).ok()).flatten(),
+    let (version, tick_set): (Option<String>, bool) = match c.query(sql::PROBE_VERSION, &[]).await {
+        Ok(rows) => rows.first().map_or((None, false), |r| {
+            (
+                r.try_get(0).ok().flatten(),
+                r.try_get(1).ok().unwrap_or(false),
+            )
+        }),
         Err(e) => match e.action(true) {
             // Schema without a version function (a half-installed schema, or dropped
             // between the two statements): not usable; warned about once, like a wrong
             // version, so a broken install does not go unnoticed.
-            Action::Reprobe => return Ok(Probe::BadVersion(None)),
+            Action::Reprobe => return Ok((Probe::BadVersion(None), false)),
             _ => return Err(LaneError::core("select pgq.version()", e)),
         },
     };
     Ok(match version {
-        Some(v) if version_usable(&v) => Probe::Pgq(v),
-        other => Probe::BadVersion(other),
+        Some(v) if version_usable(&v) => (Probe::Pgq(v), tick_set),
+        other => (Probe::BadVersion(other), false),
     })
 }
 

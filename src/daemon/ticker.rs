@@ -193,6 +193,10 @@ pub struct Ticker {
     /// Set while the database is restored from another cluster (`restored.rs`).
     restored: super::restored::RestoreGuard,
     report: DbReport,
+    /// The database's pgq has `pgq._ticker_batch` ([`sql::TICK_SET`]).
+    tick_set: bool,
+    /// This session has opened the queues' tick sequences ([`sql::PRIME_TICK_SEQS`]).
+    primed: bool,
 }
 
 /// Longest a tick for the first events of a quiet queue waits for the database's open
@@ -206,8 +210,14 @@ const HOLD_RECHECK: Duration = Duration::from_millis(10);
 
 /// Most queues ticked in one statement and transaction. Their ticks share the
 /// transaction's start as `tick_time` and become visible at its commit: a batch must stay
-/// short (~0.1 ms per queue) for the two to be the same moment to a consumer.
+/// short (a few milliseconds) for the two to be the same moment to a consumer. Through
+/// `pgq.ticker(queue)` a queue costs ~0.1 ms of server time (more in a new session) …
 const TICK_BATCH: usize = 50;
+/// … through `pgq._ticker_batch` ([`sql::TICK_SET`]) less than half of that.
+const TICK_SET_BATCH: usize = 200;
+/// A database with at least this many queues has its tick sequences opened once per
+/// session ([`sql::PRIME_TICK_SEQS`]), after its first due check.
+const PRIME_MIN_QUEUES: usize = 100;
 
 /// How a pass learns the queues' figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,11 +305,17 @@ impl Ticker {
         self
     }
 
+    /// Whether the database's pgq has `pgq._ticker_batch` (found by the probe).
+    pub fn set_tick_set(&mut self, tick_set: bool) {
+        self.tick_set = tick_set;
+    }
+
     /// A new connection: what happened while there was none is unknown, so the next pass
     /// reads the event counts and queue versions at least ([`sql::SEQ_CHECK`], which
     /// in a fresh session costs a fraction of the full due check's planning).
     pub fn reconnected(&mut self) {
         self.look_next = true;
+        self.primed = false;
     }
 
     /// One pass: the due check, then the ticks of the due queues. Stops between queues
@@ -383,6 +399,15 @@ impl Ticker {
             Read::Full => self.read_all(conn, started).await?,
         };
         let checked = Instant::now();
+        // Every prediction below counts from `checked`: bring figures of an earlier moment
+        // (aged at the pass's start, before the event counts were read) up to it.
+        for k in &mut known {
+            let dt = checked.saturating_duration_since(k.at);
+            if !dt.is_zero() {
+                k.q.lag = k.q.lag.map(|l| l + dt.as_secs_f64());
+                k.at = checked;
+            }
+        }
         self.fails = 0;
         let mut pass = TickPass {
             queues: known.len(),
@@ -465,6 +490,9 @@ impl Ticker {
             due.push(i);
         }
         pass.due = due.len();
+        if !due.is_empty() {
+            debug!(read = ?read, read_ms = checked.duration_since(started).as_secs_f64() * 1e3, due = due.len(), "ticking");
+        }
         let made = self
             .tick_all(conn, token, signals, notify, &known, &due)
             .await?;
@@ -486,7 +514,8 @@ impl Ticker {
             };
             pass.ticked += 1;
             let q = &k.q;
-            let late = lateness(q, checked.elapsed());
+            // As of the tick's statement: a pass over a thousand queues takes a while.
+            let late = lateness(q, m.sent.saturating_duration_since(k.at));
             debug!(queue = %q.name, tick = id, late_ms = late.map(|l| l.as_millis() as u64), "tick");
             self.report.tick(&q.name, late);
             // The gap the tick ended, as pgq measured it; estimated when unknown.
@@ -531,11 +560,41 @@ impl Ticker {
         conn: &mut DbConn,
         started: Instant,
     ) -> Result<Vec<Known>, LaneError> {
+        let sent = Instant::now();
         let rows = conn
             .query(sql::DUE_CHECK, &[])
             .await
             .map_err(|e| LaneError::core("due check", e))?;
+        if !self.primed && rows.len() >= PRIME_MIN_QUEUES {
+            self.primed = true;
+            let (prime, tick) = if self.tick_set {
+                (sql::PRIME_TICK_SET, sql::TICK_SET)
+            } else {
+                (sql::PRIME_TICK_SEQS, sql::TICK_MANY)
+            };
+            let primed = match conn.query(prime, &[]).await {
+                Ok(_) => conn.prepare(tick).await,
+                Err(e) => Err(e),
+            };
+            // The tick statement is prepared too: parsing it takes milliseconds the first
+            // batch would wait.
+            if let Err(e) = primed {
+                match e.action(false) {
+                    Action::Stop | Action::Reconnect => {
+                        return Err(LaneError::core("tick sequences", e));
+                    }
+                    Action::Reprobe | Action::Retry => {
+                        debug!(sqlstate = e.sqlstate().unwrap_or(""), error = %e, "tick sequences not opened");
+                    }
+                }
+            }
+        }
         let at = Instant::now();
+        // The lags are the server's as the statement began (`now()`), before the reply
+        // came: aged by the round trip, planning included (a first read of a thousand
+        // queues in a new session takes over 100 ms, and predictions counted from the
+        // reply were that much late).
+        let took = at.duration_since(sent);
         // A held-back queue is looked at again soon, but a costly due check (a thousand
         // queues) must not run back to back: at least four times its own duration apart.
         self.recheck = HOLD_RECHECK.max(started.elapsed() * 4);
@@ -544,7 +603,8 @@ impl Ticker {
         let mut known = Vec::with_capacity(rows.len());
         for row in &rows {
             let q = QueueState::from_row(row)
-                .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
+                .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?
+                .aged(took);
             let seq = row
                 .try_get(11)
                 .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
@@ -608,7 +668,12 @@ impl Ticker {
             .copied()
             .partition(|&i| self.failing.contains_key(&known[i].q.name));
         let mut one_by_one = alone;
-        for chunk in together.chunks(TICK_BATCH) {
+        let (stmt, size) = if self.tick_set {
+            (sql::TICK_SET, TICK_SET_BATCH)
+        } else {
+            (sql::TICK_MANY, TICK_BATCH)
+        };
+        for chunk in together.chunks(size) {
             if token.is_cancelled() {
                 return Ok(made);
             }
@@ -618,10 +683,7 @@ impl Ticker {
             }
             let names: Vec<&str> = chunk.iter().map(|&i| known[i].q.name.as_str()).collect();
             let sent = Instant::now();
-            match conn
-                .query(sql::TICK_MANY, &[&names, &sql::FENCE_KEY, &notify])
-                .await
-            {
+            match conn.query(stmt, &[&names, &sql::FENCE_KEY, &notify]).await {
                 Ok(rows) => {
                     let mut txid = None;
                     for (answered, row) in rows.iter().enumerate() {
@@ -644,6 +706,11 @@ impl Ticker {
                         }
                     }
                     signals.own_xid(txid);
+                    debug!(
+                        queues = chunk.len(),
+                        ms = sent.elapsed().as_secs_f64() * 1e3,
+                        "tick batch"
+                    );
                 }
                 Err(e) => match e.action(false) {
                     Action::Stop | Action::Reconnect => {
@@ -651,6 +718,10 @@ impl Ticker {
                     }
                     Action::Reprobe | Action::Retry => {
                         debug!(sqlstate = e.sqlstate().unwrap_or(""), error = %e, queues = chunk.len(), "batched ticks failed; ticking one by one");
+                        if e.sqlstate() == Some("42883") {
+                            // pgq._ticker_batch is gone (schema reinstalled older).
+                            self.tick_set = false;
+                        }
                         one_by_one.extend_from_slice(chunk);
                     }
                 },
