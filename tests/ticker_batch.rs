@@ -9,7 +9,9 @@
 //! Each case's state is built by hand (ticks inserted with chosen ages and event counts),
 //! both functions run on it in a transaction that is rolled back, and their answers are
 //! compared: which queues ticked, the new ticks' event counts, and the gap reported.
-//! Ages sit at least half a second from every threshold, so timing cannot flip a case.
+//! The ticks are put back at their chosen ages at the start of each comparison's
+//! transaction (`now()` is fixed in it), so however slow the machine, both sides see
+//! exactly the same ages.
 
 mod common;
 
@@ -20,6 +22,13 @@ use common::TestCluster;
 /// ids used so far `used` (NULL or 0: the sequence was never called).
 const HELPERS: &str = "
 create schema t;
+create table t.ages (tick_queue int4, tick_id int8, age float8);
+-- Puts every tick made by t.state back at its age as of now(): run first in the
+-- transaction of a comparison, so both sides see exactly the ages chosen.
+create function t.reage() returns void language sql as $$
+    update pgq.tick k set tick_time = now() - make_interval(secs => a.age)
+      from t.ages a where a.tick_queue = k.tick_queue and a.tick_id = k.tick_id;
+$$;
 create function t.state(q text, max_lag text, idle text, max_count int4,
                         ages float8[], seqs int8[], snaps text[], used int8)
 returns void language plpgsql as $$
@@ -42,6 +51,7 @@ begin
         insert into pgq.tick (tick_queue, tick_id, tick_time, tick_event_seq, tick_snapshot)
         values (v_id, nextval(v_tick_seq::regclass), now() - make_interval(secs => ages[i]),
                 seqs[i], coalesce(snaps[i]::txid_snapshot, txid_current_snapshot()));
+        insert into t.ages values (v_id, currval(v_tick_seq::regclass), ages[i]);
     end loop;
     if coalesce(used, 0) = 0 then
         perform setval(v_event_seq::regclass, 1, false);
@@ -195,7 +205,17 @@ fn run(c: &TestCluster, db: &str, call: &str, names: &[&str]) -> Vec<String> {
     let out = c.psql_merged(
         db,
         &[
-            "-At", "-c", "begin", "-c", call, "-c", &check, "-c", "rollback",
+            "-At",
+            "-c",
+            "begin",
+            "-c",
+            "select t.reage()",
+            "-c",
+            call,
+            "-c",
+            &check,
+            "-c",
+            "rollback",
         ],
     );
     out.lines()
@@ -296,7 +316,7 @@ fn ticker_batch_decides_as_ticker_queue_by_queue() {
     // The gap reported is the age of the previous tick as of the call.
     let gaps = c.psql(
         "db",
-        "begin; select r_queue_name, round(r_gap::numeric) from \
+        "begin; select t.reage(); select r_queue_name, round(r_gap::numeric, 6) from \
          pgq._ticker_batch(array['idle_past_idle_period', 'busy_below_lag', \
          'busy_past_lag']) order by 1; rollback;",
     );
@@ -304,8 +324,8 @@ fn ticker_batch_decides_as_ticker_queue_by_queue() {
         gaps.lines().filter(|l| l.contains('|')).collect::<Vec<_>>(),
         [
             "busy_below_lag|",
-            "busy_past_lag|4",
-            "idle_past_idle_period|61"
+            "busy_past_lag|4.000000",
+            "idle_past_idle_period|61.000000"
         ]
     );
 
