@@ -69,14 +69,6 @@ impl QueueState {
 }
 
 impl QueueState {
-    /// The figures `dt` later, if nothing but time changed.
-    fn aged(&self, dt: Duration) -> QueueState {
-        QueueState {
-            lag: self.lag.map(|l| l + dt.as_secs_f64()),
-            ..self.clone()
-        }
-    }
-
     /// The figures right after a tick made from these: the new tick holds every event
     /// counted so far, and the gap before it is the lag it ended.
     fn ticked(&self) -> QueueState {
@@ -361,21 +353,18 @@ impl Ticker {
             }
             _ => Read::Full,
         };
-        let aged = || -> Vec<Known> {
+        // Aged below with the others: nothing but time changed them.
+        let kept = || -> Vec<Known> {
             self.known
                 .iter()
                 .filter(|k| !self.restored.skips(&k.q.name))
-                .map(|k| Known {
-                    q: k.q.aged(started.duration_since(k.at)),
-                    at: started,
-                    seq: k.seq,
-                })
+                .cloned()
                 .collect()
         };
         let mut known = match read {
-            Read::Aged => aged(),
+            Read::Aged => kept(),
             Read::Seqs => {
-                let mut known = aged();
+                let mut known = kept();
                 let oids: Vec<u32> = known.iter().filter_map(|k| k.seq).collect();
                 let merged = match conn.query(sql::SEQ_CHECK, &[&oids]).await {
                     Ok(rows) => rows.first().is_some_and(|r| self.merge_seqs(&mut known, r)),
@@ -399,8 +388,10 @@ impl Ticker {
             Read::Full => self.read_all(conn, started).await?,
         };
         let checked = Instant::now();
-        // Every prediction below counts from `checked`: bring figures of an earlier moment
-        // (aged at the pass's start, before the event counts were read) up to it.
+        // Every prediction below counts from `checked`: age the figures up to it (those kept
+        // from earlier passes, and a due check's, whose lags are the server's `now()` as
+        // the statement began — a first read of a thousand queues in a new session takes
+        // over 100 ms, and predictions counted from its reply were that much late).
         for k in &mut known {
             let dt = checked.saturating_duration_since(k.at);
             if !dt.is_zero() {
@@ -566,53 +557,55 @@ impl Ticker {
             .await
             .map_err(|e| LaneError::core("due check", e))?;
         if !self.primed && rows.len() >= PRIME_MIN_QUEUES {
-            self.primed = true;
-            let (prime, tick) = if self.tick_set {
-                (sql::PRIME_TICK_SET, sql::TICK_SET)
-            } else {
-                (sql::PRIME_TICK_SEQS, sql::TICK_MANY)
-            };
-            let primed = match conn.query(prime, &[]).await {
-                Ok(_) => conn.prepare(tick).await,
-                Err(e) => Err(e),
-            };
-            // The tick statement is prepared too: parsing it takes milliseconds the first
-            // batch would wait.
-            if let Err(e) = primed {
-                match e.action(false) {
-                    Action::Stop | Action::Reconnect => {
-                        return Err(LaneError::core("tick sequences", e));
-                    }
-                    Action::Reprobe | Action::Retry => {
-                        debug!(sqlstate = e.sqlstate().unwrap_or(""), error = %e, "tick sequences not opened");
-                    }
-                }
-            }
+            self.prime(conn).await?;
         }
-        let at = Instant::now();
-        // The lags are the server's as the statement began (`now()`), before the reply
-        // came: aged by the round trip, planning included (a first read of a thousand
-        // queues in a new session takes over 100 ms, and predictions counted from the
-        // reply were that much late).
-        let took = at.duration_since(sent);
         // A held-back queue is looked at again soon, but a costly due check (a thousand
         // queues) must not run back to back: at least four times its own duration apart.
         self.recheck = HOLD_RECHECK.max(started.elapsed() * 4);
-        self.read_at = Some(at);
+        self.read_at = Some(sent);
         self.stale = false;
         let mut known = Vec::with_capacity(rows.len());
         for row in &rows {
             let q = QueueState::from_row(row)
-                .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?
-                .aged(took);
+                .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
             let seq = row
                 .try_get(11)
                 .map_err(|e| LaneError::core("due check", StmtError::Pg(e)))?;
             if !self.restored.skips(&q.name) {
-                known.push(Known { q, at, seq });
+                known.push(Known { q, at: sent, seq });
             }
         }
         Ok(known)
+    }
+
+    /// Once per session in a database with many queues: opens the tick sequences, compiles
+    /// `pgq._ticker_batch` where there is one, and prepares the tick statement (parsing it
+    /// takes milliseconds the first batch would wait). A failure only costs that speed.
+    async fn prime(&mut self, conn: &mut DbConn) -> Result<(), LaneError> {
+        self.primed = true;
+        let mut primed = conn.query(sql::PRIME_TICK_SEQS, &[]).await.map(drop);
+        if primed.is_ok() && self.tick_set {
+            primed = conn.query(sql::PRIME_TICK_SET, &[]).await.map(drop);
+        }
+        if primed.is_ok() {
+            primed = conn
+                .prepare(if self.tick_set {
+                    sql::TICK_SET
+                } else {
+                    sql::TICK_MANY
+                })
+                .await;
+        }
+        match primed {
+            Err(e) => match e.action(false) {
+                Action::Stop | Action::Reconnect => Err(LaneError::core("tick sequences", e)),
+                Action::Reprobe | Action::Retry => {
+                    debug!(sqlstate = e.sqlstate().unwrap_or(""), error = %e, "tick sequences not opened");
+                    Ok(())
+                }
+            },
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Puts the event counts of [`sql::SEQ_CHECK`] (its one row) into `known`; false when
