@@ -445,46 +445,70 @@ pub fn atoi(s: Option<&str>) -> i64 {
 }
 
 /// The metrics collector's queue figures (issue #6), once per `stats_period`, never per
-/// tick: `pgq.get_queue_info()` (age of the latest tick, events per second, events not yet
-/// in a tick, latest tick id), the age and period of rotation in seconds, and the number of
-/// events waiting in the retry queue.
+/// tick, and only while the database changed (collect.rs): per queue, by name, the age of
+/// the latest tick, the events per second over the latest ticks (the newest and the
+/// oldest of the last 21 tick ids, as `pgq.get_queue_info` computes `ev_per_sec`), the
+/// event ids handed out since the latest tick, the latest tick id, the age and period of
+/// rotation in seconds, and the events waiting in the retry queue.
+///
+/// Plain SQL on pgq's tables rather than `pgq.get_queue_info()`: the PL/pgSQL call cost a
+/// hundred idle databases about twice this statement's server time per collection. The
+/// tables are pgq 3.5's, so the real extension answers it too. Event ids are read as
+/// [`DUE_CHECK`] reads them (NULL where the sequence may not be read); on the real
+/// extension, whose ticks store the sequence's `last_value`, a fresh queue would come out
+/// at -1, hence the floor at 0.
 pub const COLLECT_QUEUES: &str = "\
-select i.queue_name::text,
-       extract(epoch from i.ticker_lag)::float8,
-       i.ev_per_sec::float8,
-       i.ev_new::int8,
-       i.last_tick_id::int8,
-       extract(epoch from pg_catalog.now() - i.queue_switch_time)::float8,
-       extract(epoch from i.queue_rotation_period)::float8,
-       coalesce(r.n, 0)::int8
-  from pgq.get_queue_info() i
-  left join (select q.queue_name, count(*) as n
-               from pgq.retry_queue rq
-               join pgq.queue q on q.queue_id = rq.ev_queue
-              group by q.queue_name) r on r.queue_name = i.queue_name";
+select q.queue_name::text,
+       extract(epoch from pg_catalog.now() - t.tick_time)::float8,
+       case when b.tick_time < t.tick_time
+            then ((t.tick_event_seq - b.tick_event_seq)
+                  / extract(epoch from t.tick_time - b.tick_time))::float8 end,
+       greatest(
+           case when pg_catalog.has_sequence_privilege(s.seq, 'SELECT,USAGE')
+                then coalesce(pg_catalog.pg_sequence_last_value(s.seq), 0) end
+           - t.tick_event_seq, 0)::int8,
+       t.tick_id::int8,
+       extract(epoch from pg_catalog.now() - q.queue_switch_time)::float8,
+       extract(epoch from q.queue_rotation_period)::float8,
+       (select pg_catalog.count(*) from pgq.retry_queue r where r.ev_queue = q.queue_id)::int8
+  from pgq.queue q
+  left join lateral (
+        select tk.tick_id, tk.tick_time, tk.tick_event_seq from pgq.tick tk
+         where tk.tick_queue = q.queue_id
+         order by tk.tick_queue desc, tk.tick_id desc limit 1) t on true
+  left join lateral (
+        select tk.tick_time, tk.tick_event_seq from pgq.tick tk
+         where tk.tick_queue = q.queue_id and tk.tick_id >= t.tick_id - 20
+         order by tk.tick_queue, tk.tick_id limit 1) b on true
+  left join lateral (
+        select c.oid::pg_catalog.regclass as seq from pg_catalog.pg_class c
+         where c.oid = pg_catalog.to_regclass(q.queue_event_seq) and c.relkind = 'S') s on true
+ order by q.queue_name";
 
-/// The metrics collector's consumer figures: `pgq.get_consumer_info()` (lag and last seen
-/// in seconds, position, pending events) and whether the consumer holds up rotation: the
-/// queue is due to rotate (reference §4.1 point 1) but the consumer's tick predates the
-/// last rotation's step 2, so `maint_rotate_tables_step1` skips the queue (point 3).
+/// The metrics collector's consumer figures, as `pgq.get_consumer_info()` gives them (and
+/// plain SQL for the reason [`COLLECT_QUEUES`] gives): queue, consumer, lag and last seen
+/// in seconds, position, events between the position and the queue's latest tick — and
+/// whether the consumer's position predates the last rotation's step 2. Such a consumer
+/// holds up the queue's rotation once the rotation is due (reference §4.1 points 1 and
+/// 3: `maint_rotate_tables_step1` then skips the queue); the collector adds the "due"
+/// half from the queue's figures, so it stays right between two reads.
 pub const COLLECT_CONSUMERS: &str = "\
-select c.queue_name::text, c.consumer_name::text,
-       extract(epoch from c.lag)::float8,
-       extract(epoch from c.last_seen)::float8,
-       c.last_tick::int8,
-       c.pending_events::int8,
-       exists (select 1
-                 from pgq.queue q
-                 join pgq.consumer co on co.co_name = c.consumer_name
-                 join pgq.subscription s on s.sub_queue = q.queue_id
-                                        and s.sub_consumer = co.co_id
-                 join pgq.tick t on t.tick_queue = s.sub_queue and t.tick_id = s.sub_last_tick
-                where q.queue_name = c.queue_name
-                  and q.queue_switch_step2 is not null
-                  and q.queue_rotation_period is not null
-                  and q.queue_switch_time + q.queue_rotation_period < pg_catalog.now()
-                  and pg_catalog.txid_snapshot_xmin(t.tick_snapshot) <= q.queue_switch_step2)
-  from pgq.get_consumer_info() c";
+select q.queue_name::text, co.co_name::text,
+       extract(epoch from pg_catalog.now() - lt.tick_time)::float8,
+       extract(epoch from pg_catalog.now() - s.sub_active)::float8,
+       s.sub_last_tick::int8,
+       (t.tick_event_seq - lt.tick_event_seq)::int8,
+       coalesce(pg_catalog.txid_snapshot_xmin(lt.tick_snapshot) <= q.queue_switch_step2,
+                false)
+  from pgq.subscription s
+  join pgq.queue q on q.queue_id = s.sub_queue
+  join pgq.consumer co on co.co_id = s.sub_consumer
+  left join pgq.tick lt on lt.tick_queue = s.sub_queue and lt.tick_id = s.sub_last_tick
+  left join lateral (
+        select tk.tick_event_seq from pgq.tick tk
+         where tk.tick_queue = s.sub_queue
+         order by tk.tick_queue desc, tk.tick_id desc limit 1) t on true
+ order by q.queue_name, co.co_name";
 
 /// The opt-in policy `consumer_unregister_after`: `$1` queue, `$2` consumer.
 pub const UNREGISTER_CONSUMER: &str = "select pgq.unregister_consumer($1, $2)::int8";

@@ -3,7 +3,8 @@
 //! the real pgq extension collected like our schema, rotation held up by a consumer, the
 //! consumer lag warning and unregister policy (#8), `/readyz` going 503 while a database
 //! cannot be reached and back to 200, and every metric name that the shipped dashboard
-//! and alert rules use being exported.
+//! and alert rules use being exported; the collector's statements agreeing with pgq's info
+//! functions, and a quiet database read once and then aged until a client writes.
 
 mod common;
 mod daemon_support;
@@ -290,6 +291,172 @@ async fn scrape_agrees_with_the_database() {
     let (status, body) = d.get("/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     assert_eq!(d.get("/nope").await.0, 404);
+    d.stop().await;
+}
+
+/// Sets up queue "a" with events over three ticks, a rotation behind consumer "old" and
+/// a consumer "new" after it, two retry events, and a fresh queue "b".
+fn queues_with_history(c: &TestCluster, db: &str) {
+    c.psql(
+        db,
+        "select pgq.create_queue('a'); select pgq.create_queue('b')",
+    );
+    for n in [2, 5] {
+        c.psql(
+            db,
+            &format!("select pgq.insert_event('a', 't', 'x') from generate_series(1, {n})"),
+        );
+        c.psql(db, "select pgq.force_tick('a')");
+        c.psql(db, "select pgq.ticker('a')");
+        if n == 2 {
+            // After the queue's creation, so its position does not block the rotation
+            // below — only the next one.
+            c.psql(db, "select pgq.register_consumer('a', 'old')");
+        }
+    }
+    // Spread the ticks over time so the event rate is neither 0 nor infinite; make the
+    // rotation due.
+    c.psql(
+        db,
+        "update pgq.tick set tick_time = tick_time - (10 - tick_id) * interval '7 seconds' \
+          where tick_queue = (select queue_id from pgq.queue where queue_name = 'a'); \
+         update pgq.queue set queue_switch_time = now() - interval '3 hours' \
+          where queue_name = 'a'",
+    );
+    c.psql(db, "select pgq.maint_rotate_tables_step1('a')");
+    c.psql(db, "select pgq.maint_rotate_tables_step2()");
+    c.psql(db, "select pgq.insert_event('a', 't', 'late')");
+    c.psql(db, "select pgq.ticker('a')");
+    c.psql(db, "select pgq.register_consumer('a', 'new')");
+    // Two events in the retry queue of "a", one event not ticked yet.
+    c.psql(
+        db,
+        "insert into pgq.retry_queue (ev_retry_after, ev_queue, ev_id, ev_time, ev_owner, \
+                ev_retry, ev_type, ev_data) \
+         select now() + interval '1 day', queue_id, g, now(), 1, 1, 't', 'r' \
+           from pgq.queue, generate_series(1, 2) g where queue_name = 'a'; \
+         select pgq.insert_event('a', 't', 'untick')",
+    );
+}
+
+/// The collector's own statements (plain SQL on pgq's tables) give the figures pgq's info
+/// functions give: read in one transaction, so `now()` is the same for both. On our schema
+/// and, when installed, on the real extension.
+#[test]
+fn collector_statements_agree_with_pgq_info_functions() {
+    let c = TestCluster::start();
+    c.create_pgq_db("app");
+    let mut dbs = vec!["app"];
+    if real_pgq_or_skip(&c) {
+        c.create_ext_db("ext");
+        dbs.push("ext");
+    }
+    let queues_by_pgq = "\
+        select i.queue_name::text, extract(epoch from i.ticker_lag)::float8, \
+               i.ev_per_sec::float8, i.ev_new::int8, i.last_tick_id::int8, \
+               extract(epoch from now() - i.queue_switch_time)::float8, \
+               extract(epoch from i.queue_rotation_period)::float8, \
+               (select count(*) from pgq.retry_queue r join pgq.queue q \
+                    on q.queue_id = r.ev_queue where q.queue_name = i.queue_name)::int8 \
+          from pgq.get_queue_info() i";
+    let consumers_by_pgq = "\
+        select i.queue_name::text, i.consumer_name::text, \
+               extract(epoch from i.lag)::float8, extract(epoch from i.last_seen)::float8, \
+               i.last_tick::int8, i.pending_events::int8, \
+               coalesce((select txid_snapshot_xmin(t.tick_snapshot) <= q.queue_switch_step2 \
+                           from pgq.queue q join pgq.tick t on t.tick_queue = q.queue_id \
+                          where q.queue_name = i.queue_name and t.tick_id = i.last_tick), \
+                        false) \
+          from pgq.get_consumer_info() i";
+    let rows =
+        |stmt: &str| format!("(select string_agg(x::text, ';' order by x::text) from ({stmt}) x)");
+    for db in dbs {
+        queues_with_history(&c, db);
+        for (ours, theirs) in [
+            (pgqd::sql::COLLECT_QUEUES, queues_by_pgq),
+            (pgqd::sql::COLLECT_CONSUMERS, consumers_by_pgq),
+        ] {
+            let got = c.psql(
+                db,
+                &format!("select {} || ' | ' || {}", rows(ours), rows(theirs)),
+            );
+            let (ours, theirs) = got.split_once(" | ").expect("two halves");
+            assert_eq!(ours, theirs, "{db}");
+        }
+        // The history is what it should be: a rate, a new event and two retry events on
+        // "a", a fresh "b"; "old" behind the rotation, "new" after it.
+        let q = c.psql(
+            db,
+            &format!(
+                "select string_agg(name || ':' || coalesce((rate > 0)::text, '-') || ':' \
+                                   || ev_new || ':' || retry, ',' order by name) \
+                   from ({}) x(name, lag, rate, ev_new, tick, age, period, retry)",
+                pgqd::sql::COLLECT_QUEUES
+            ),
+        );
+        assert_eq!(q, "a:true:1:2,b:-:0:0", "{db}");
+        let k = c.psql(
+            db,
+            &format!(
+                "select string_agg(consumer || ':' || predates, ',' order by consumer) \
+                   from ({}) x(queue, consumer, lag, seen, tick, pending, predates)",
+                pgqd::sql::COLLECT_CONSUMERS
+            ),
+        );
+        assert_eq!(k, "new:false,old:true", "{db}");
+    }
+}
+
+/// A database nobody writes to is read once and then its figures are handed on: the
+/// consumer lag still grows with the time, and a client's write is read at the next
+/// collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_database_is_not_read_again_until_written() {
+    let c = TestCluster::start();
+    c.create_pgq_db("app");
+    // No idle ticks during the test (a tick after a single one is read). The statistics
+    // are flushed before psql returns, so the activity signal's baseline has them: no
+    // session may touch "app" from here until the client write below.
+    c.psql(
+        "app",
+        "select pgq.create_queue('q'); \
+         select pgq.set_queue_config('q', 'ticker_idle_period', '1 day'); \
+         select pgq.register_consumer('q', 'c'); \
+         update pgq.tick set tick_time = now() - interval '1 hour'; \
+         select pg_stat_force_next_flush();",
+    );
+    let set = std::time::Instant::now();
+    let d = Served::start(test_config(&c)).await;
+    let read = r#"pgqd_collections_total{database="app",source="read"}"#;
+    let aged = r#"pgqd_collections_total{database="app",source="aged"}"#;
+    let lag = r#"pgqd_consumer_lag_seconds{database="app",queue="q",consumer="c"}"#;
+    d.wait_metric(aged, |v| v >= 2.0).await;
+    let m = d.scrape().await;
+    let at = set.elapsed().as_secs_f64();
+    // The position is an hour old as of `set` (give or take psql's round trip).
+    assert!(
+        (m[lag] - (3600.0 + at)).abs() < 1.5,
+        "lag {} after {at} s",
+        m[lag]
+    );
+    d.wait_metric(aged, |v| v >= m[aged] + 3.0).await;
+    let m2 = d.scrape().await;
+    assert_eq!(m2[read], m[read], "no write, no read");
+    let grew = m2[lag] - m[lag];
+    let passed = set.elapsed().as_secs_f64() - at;
+    assert!(
+        grew >= 2.0 && (grew - passed).abs() < 1.0,
+        "lag grew {grew} s in {passed} s"
+    );
+
+    // A client's write is seen at the next collection.
+    c.psql("app", "select pgq.register_consumer('q', 'c2')");
+    d.wait_metric(
+        r#"pgqd_consumer_pending_events{database="app",queue="q",consumer="c2"}"#,
+        |v| v == 0.0,
+    )
+    .await;
+    assert!(d.scrape().await[read] > m[read]);
     d.stop().await;
 }
 

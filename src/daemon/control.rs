@@ -25,7 +25,7 @@
 //! (`template1`, the default, must stay free for `CREATE DATABASE`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -144,6 +144,9 @@ impl Role {
 pub struct Signals {
     role: watch::Sender<Role>,
     live: AtomicBool,
+    /// How many times `live` became true: a task that read something during one spell
+    /// knows a signal may have been missed if the spell changed.
+    spells: AtomicU64,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     own: Mutex<BTreeSet<i64>>,
     /// Each database's own writes not yet seen in its counters.
@@ -156,6 +159,7 @@ impl Signals {
         Arc::new(Signals {
             role: watch::Sender::new(Role::Pending),
             live: AtomicBool::new(false),
+            spells: AtomicU64::new(0),
             wakers: Mutex::new(HashMap::new()),
             own: Mutex::new(BTreeSet::new()),
             own_writes: Mutex::new(HashMap::new()),
@@ -176,6 +180,15 @@ impl Signals {
     /// checking every `ticker_period`.
     pub fn live(&self) -> bool {
         self.live.load(Ordering::Relaxed)
+    }
+
+    /// The current spell of a working activity signal (None: not working now). Two equal
+    /// answers mean no activity can have gone unsignalled in between.
+    pub fn live_spell(&self) -> Option<u64> {
+        // Read the spell first: a spell that ended and began again in between shows as a
+        // newer number on the next call, never as the same one.
+        let spell = self.spells.load(Ordering::Acquire);
+        self.live.load(Ordering::Acquire).then_some(spell)
     }
 
     /// The waker of database `db` (created on first use).
@@ -454,7 +467,10 @@ async fn session(
         }
         if signals.current_role() == Role::Leader {
             let snap = snapshot(&mut c).await?;
-            signals.live.store(true, Ordering::Relaxed);
+            if !signals.live.load(Ordering::Relaxed) {
+                signals.spells.fetch_add(1, Ordering::AcqRel);
+                signals.live.store(true, Ordering::Release);
+            }
             // Endings unclaimed at the previous look that are still unclaimed are someone
             // else's: only they make the counters and the polling faster (our idle ticks,
             // claimed a moment after their commit, kept both fast for ever before).
@@ -545,6 +561,7 @@ async fn session(
                         _ => wrote,
                     };
                     if news {
+                        debug!(db = %name, rows = delta, sessions = ?n, "activity (counters)");
                         changed.push(name);
                     }
                 }

@@ -24,7 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::broker::{Broker, DbConn, Purpose};
 use super::classify::{Action, LaneError};
-use super::collect::{Collector, collect_period};
+use super::collect::{Collector, Since, collect_period};
 use super::control::{Role, Signals};
 use super::maint::Maintainer;
 use super::metrics::DbState;
@@ -460,6 +460,10 @@ impl DatabaseTask {
         let mut retrier = Retrier;
         let mut maintainer = Maintainer::new().reporting(self.stats.report.clone());
         let mut collector = Collector::new();
+        // What was written since the collector's last read (collect.rs), and the activity
+        // signal's spell it was read in (a signal lost since may have missed a write).
+        let mut since_read = Since::Written;
+        let mut read_spell: Option<u64> = None;
         loop {
             if self.token.is_cancelled() {
                 return Exit::Cancelled;
@@ -514,7 +518,10 @@ impl DatabaseTask {
                     Err(wake_at) => {
                         match self.wait(wake_at, true).await {
                             Wake::Cancelled => return Exit::Cancelled,
-                            Wake::Poked => schedule.poke(Instant::now()),
+                            Wake::Poked => {
+                                since_read = Since::Written;
+                                schedule.poke(Instant::now());
+                            }
                             _ => {}
                         }
                         continue;
@@ -620,6 +627,8 @@ impl DatabaseTask {
                     }
                 };
                 backoff.reset();
+                // A new session: whatever happened while there was none is unknown.
+                since_read = Since::Written;
                 self.log_probe(&probe, &found);
                 let newly_serving = !matches!(probe, Probe::Pgq(_));
                 probe = found;
@@ -714,6 +723,7 @@ impl DatabaseTask {
                     match self.wait(wake_at, true).await {
                         Wake::Cancelled => return Exit::Cancelled,
                         Wake::Poked => {
+                            since_read = Since::Written;
                             schedule.poke(Instant::now());
                             if let Some(t) = c.tenancy() {
                                 t.touch();
@@ -734,6 +744,16 @@ impl DatabaseTask {
             let lane_start = Instant::now();
             // Rows the lane wrote, when known (control.rs tells a client's rows from ours).
             let mut wrote: Option<u64> = None;
+            // The ticker made ticks, all on queues without events waiting.
+            let mut idle_ticks = false;
+            let mut collect_since = Since::Written;
+            if lane == Lane::Stats {
+                let spell = self.signals.live_spell();
+                if spell.is_some() && spell == read_spell {
+                    collect_since = since_read;
+                }
+                read_spell = spell;
+            }
             let result = match lane {
                 Lane::Ticker => ticker
                     .run_once(
@@ -766,6 +786,7 @@ impl DatabaseTask {
                         self.stats.ticks(p.ticked as u64);
                         // One pgq.tick row per tick made; nothing else in a pass writes.
                         wrote = Some(p.ticked as u64);
+                        idle_ticks = p.ticked > 0 && !p.pending && p.failed == 0;
                         for _ in 0..p.failed {
                             self.stats.error();
                         }
@@ -812,7 +833,7 @@ impl DatabaseTask {
                         None
                     }),
                 Lane::Stats => collector
-                    .run_once(c, &cfg)
+                    .run_once(c, &cfg, collect_since)
                     .instrument(info_span!("collect"))
                     .await
                     .map(|col| {
@@ -825,7 +846,18 @@ impl DatabaseTask {
                 Instant::now(),
                 result.as_ref().ok().copied().flatten(),
             );
-            if lane != Lane::Stats {
+            if lane == Lane::Stats {
+                since_read = if result.is_ok() {
+                    Since::Nothing
+                } else {
+                    Since::Written
+                };
+            } else {
+                if idle_ticks {
+                    since_read = since_read.max(Since::IdleTicks);
+                } else if wrote != Some(0) || result.is_err() {
+                    since_read = Since::Written;
+                }
                 // Our own rows move the database's write counters: not a client's.
                 self.signals
                     .wrote(&self.name, if result.is_ok() { wrote } else { None });

@@ -126,14 +126,18 @@ pub struct ConsumerInfo {
 }
 
 /// What one collection found.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Collected {
-    /// The queues.
-    pub queues: Vec<QueueInfo>,
+    /// The queues (shared with the collector, which keeps its last read).
+    pub queues: Arc<Vec<QueueInfo>>,
     /// The consumers of all queues.
     pub consumers: Vec<ConsumerInfo>,
     /// Consumers this collection unregistered (`consumer_unregister_after`).
     pub unregistered: u64,
+    /// The figures are the last read's: nothing was written since (collect.rs).
+    pub aged: bool,
+    /// When the figures were read; ages are reported as of the scrape from here.
+    pub read_at: Instant,
 }
 
 /// A classic histogram: non-cumulative bucket counts plus the overflow bucket.
@@ -181,6 +185,8 @@ impl Hist {
 struct QueueTicks {
     ticks: u64,
     last: Instant,
+    /// The id of the latest tick this daemon made.
+    last_id: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +201,8 @@ struct DbInner {
     errors: BTreeMap<String, u64>,
     collected: Option<(Instant, Collected)>,
     unregistered: u64,
+    /// Collections that read the database, and that aged the last read.
+    collections: [u64; 2],
 }
 
 /// One database's slot.
@@ -238,6 +246,7 @@ impl DbReport {
                     errors: BTreeMap::new(),
                     collected: None,
                     unregistered: 0,
+                    collections: [0; 2],
                 }),
             }),
         }
@@ -280,14 +289,15 @@ impl DbReport {
         })
     }
 
-    /// A tick was made on `queue`, `late` after it became due (None: unknown).
-    pub fn tick(&self, queue: &str, late: Option<Duration>) {
+    /// Tick `id` was made on `queue`, `late` after it became due (None: unknown).
+    pub fn tick(&self, queue: &str, id: i64, late: Option<Duration>) {
         self.with(|i| {
             let now = Instant::now();
             match i.queues.get_mut(queue) {
                 Some(q) => {
                     q.ticks += 1;
                     q.last = now;
+                    q.last_id = id;
                 }
                 None => {
                     i.queues.insert(
@@ -295,6 +305,7 @@ impl DbReport {
                         QueueTicks {
                             ticks: 1,
                             last: now,
+                            last_id: id,
                         },
                     );
                 }
@@ -361,7 +372,8 @@ impl DbReport {
             i.queues
                 .retain(|name, _| c.queues.iter().any(|q| &q.name == name));
             i.unregistered += c.unregistered;
-            i.collected = Some((Instant::now(), c));
+            i.collections[usize::from(c.aged)] += 1;
+            i.collected = Some((c.read_at, c));
         })
     }
 }
@@ -593,9 +605,12 @@ pub fn summary_line(counts: &BTreeMap<&'static str, usize>) -> String {
     }
 }
 
-/// A queue's value from its collected figures, seconds since collection and seconds since
-/// this daemon's latest tick of it.
-type QueueFigure = dyn Fn(&QueueInfo, f64, Option<f64>) -> Option<f64>;
+/// A queue's value from its collected figures, seconds since they were read, and this
+/// daemon's latest tick of it (seconds since, and its id).
+type QueueFigure = dyn Fn(&QueueInfo, f64, Option<OurTick>) -> Option<f64>;
+
+/// Seconds since this daemon's latest tick of a queue, and its id.
+type OurTick = (f64, i64);
 
 /// The scrape-time collector.
 #[derive(Debug)]
@@ -749,16 +764,36 @@ impl Collector for Scrape {
                 .filter(|v| Metrics::served(&v.inner))
                 .map(|v| (vec![("database", v.name.as_str())], v.inner.unregistered)),
         )?;
+        counter_family(
+            e,
+            "pgqd_collections",
+            "Collections of queue and consumer figures: read from the database, or the last \
+             read aged (nothing written since)",
+            views
+                .iter()
+                .filter(|v| Metrics::served(&v.inner))
+                .flat_map(|v| {
+                    [
+                        ("read", v.inner.collections[0]),
+                        ("aged", v.inner.collections[1]),
+                    ]
+                    .into_iter()
+                    .map(move |(source, n)| {
+                        (vec![("database", v.name.as_str()), ("source", source)], n)
+                    })
+                }),
+        )?;
 
         // Queue and consumer figures of the latest collection.
-        let queues: Vec<(&str, &QueueInfo, f64, Option<f64>)> = views
+        let queues: Vec<(&str, &QueueInfo, f64, Option<OurTick>)> = views
             .iter()
             .filter_map(|v| v.inner.collected.as_ref().map(|c| (v, c)))
             .flat_map(|(v, (at, c))| {
                 let since = at.elapsed().as_secs_f64();
                 c.queues.iter().map(move |q| {
-                    let ours = v.inner.queues.get(&q.name).map(|t| t.last.elapsed());
-                    (v.name.as_str(), q, since, ours.map(|d| d.as_secs_f64()))
+                    let ours = v.inner.queues.get(&q.name);
+                    let ours = ours.map(|t| (t.last.elapsed().as_secs_f64(), t.last_id));
+                    (v.name.as_str(), q, since, ours)
                 })
             })
             .collect();
@@ -784,7 +819,7 @@ impl Collector for Scrape {
             "Seconds since the queue's latest tick",
             &|q, since, ours| {
                 let collected = q.tick_lag.map(|l| l + since);
-                match (collected, ours) {
+                match (collected, ours.map(|(age, _)| age)) {
                     (Some(c), Some(o)) => Some(c.min(o)),
                     (c, o) => c.or(o),
                 }
@@ -805,8 +840,12 @@ impl Collector for Scrape {
         qg(
             e,
             "pgqd_queue_last_tick_id",
-            "The queue's latest tick id (at collection)",
-            &|q, _, _| q.last_tick_id.map(|n| n as f64),
+            "The queue's latest tick id",
+            // Ours when made after the read (idle ticks do not make the figures read again).
+            &|q, since, ours| match ours {
+                Some((age, id)) if age <= since => Some(id as f64),
+                _ => q.last_tick_id.map(|n| n as f64),
+            },
         )?;
         qg(
             e,
@@ -837,7 +876,7 @@ impl Collector for Scrape {
                 let Some((_, c)) = &v.inner.collected else {
                     continue;
                 };
-                for q in &c.queues {
+                for q in c.queues.iter() {
                     let blocked = c
                         .consumers
                         .iter()
@@ -877,8 +916,8 @@ impl Collector for Scrape {
         cg(
             e,
             "pgqd_consumer_lag_seconds",
-            "Age of the consumer's position (its last finished tick), at collection",
-            &|k, _| k.lag,
+            "Age of the consumer's position (its last finished tick)",
+            &|k, since| k.lag.map(|l| l + since),
         )?;
         cg(
             e,
@@ -1023,8 +1062,8 @@ mod tests {
         let a = m.database("a");
         let b = m.database("b");
         a.pass_ok();
-        a.tick("q1", Some(Duration::from_millis(3)));
-        a.tick("q2", None);
+        a.tick("q1", 7, Some(Duration::from_millis(3)));
+        a.tick("q2", 1, None);
         b.state(DbState::NoPgq);
         let text = m.encode();
         assert!(
@@ -1035,17 +1074,37 @@ mod tests {
         assert!(text.contains(r#"pgqd_databases{state="ticking"} 1"#));
         assert!(text.ends_with("# EOF\n"));
         a.collected(Collected {
-            queues: vec![QueueInfo {
+            queues: Arc::new(vec![QueueInfo {
                 name: "q1".into(),
                 ..QueueInfo::default()
-            }],
+            }]),
             consumers: vec![],
             unregistered: 0,
+            aged: true,
+            read_at: Instant::now(),
         });
         drop(b);
         let text = m.encode();
         assert!(!text.contains(r#"database="b""#), "{text}");
         assert!(!text.contains(r#"queue="q2""#), "{text}");
+        assert!(
+            text.contains(r#"pgqd_collections_total{database="a",source="aged"} 1"#),
+            "{text}"
+        );
+        // The figures predate nothing of ours yet (q1's tick came before them) …
+        assert!(text.contains(r#"pgqd_queue_last_tick_age_seconds{database="a",queue="q1"}"#));
+        assert!(!text.contains(r#"pgqd_queue_last_tick_id{database="a",queue="q1"}"#));
+        // … then an idle tick of ours, made after the read, gives the latest id.
+        a.tick("q1", 8, None);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"pgqd_queue_last_tick_id{database="a",queue="q1"} 8"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pgqd_collections_total{database="a",source="read"} 0"#),
+            "{text}"
+        );
         assert_eq!(m.summary(), "1 database ticking");
     }
 

@@ -508,7 +508,7 @@ impl Ticker {
             // As of the tick's statement: a pass over a thousand queues takes a while.
             let late = lateness(q, m.sent.saturating_duration_since(k.at));
             debug!(queue = %q.name, tick = id, late_ms = late.map(|l| l.as_millis() as u64), "tick");
-            self.report.tick(&q.name, late);
+            self.report.tick(&q.name, id, late);
             // The gap the tick ended, as pgq measured it; estimated when unknown.
             let at_tick = QueueState {
                 lag: m.gap.or_else(|| {
