@@ -172,6 +172,11 @@ impl Collector {
         Collector::default()
     }
 
+    /// Drops the last read: the next collection reads.
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+
     /// One collection with the lag policies; returns the figures for the metrics.
     /// `since`: what was written to the database since the last read (see the module
     /// docs). The statements are core reads of pgq's tables: missing means pgq is gone.

@@ -468,6 +468,12 @@ impl DatabaseTask {
             if self.token.is_cancelled() {
                 return Exit::Cancelled;
             }
+            if conn.is_none() {
+                // The next collection is in a new session, so it reads: the last read is of
+                // no use, and a thousand visited databases need not each keep one.
+                collector.forget();
+                since_read = Since::Written;
+            }
             let cfg = self.cfg_rx.borrow_and_update().clone();
             backoff.set_max(cfg.reconnect_max_delay);
 
