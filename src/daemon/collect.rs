@@ -46,7 +46,7 @@ use crate::sql;
 pub const REUSE_MAX: Duration = Duration::from_secs(600);
 
 /// What the database task knows of writes to the database since the collector's last
-/// read; ordered, so two spells combine with `max`.
+/// read; ordered, so what happened over two stretches of time combines with `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Since {
     /// Nothing was written.
@@ -187,7 +187,7 @@ impl Collector {
         since: Since,
     ) -> Result<Collected, LaneError> {
         let now = Instant::now();
-        let reusable = self.last.as_ref().filter(|r| {
+        let aged = self.last.as_ref().is_some_and(|r| {
             let by = now.saturating_duration_since(r.at);
             r.survives(since)
                 && by < REUSE_MAX
@@ -197,17 +197,14 @@ impl Collector {
                     .iter()
                     .any(|(k, _)| verdict(lag_after(k, by), cfg) == Verdict::Unregister)
         });
-        let aged = reusable.is_some();
-        let read = match reusable {
-            Some(r) => r.clone(),
-            None => {
-                let r = read(conn).await?;
-                self.last = Some(r.clone());
-                r
-            }
+        let last = match self.last.take() {
+            Some(r) if aged => r,
+            _ => read(conn).await?,
         };
-        let by = now.saturating_duration_since(read.at);
-        let consumers = read.consumers(by);
+        let by = now.saturating_duration_since(last.at);
+        let consumers = last.consumers(by);
+        let (queues, read_at) = (Arc::clone(&last.queues), last.at);
+        self.last = Some(last);
 
         let mut kept = Vec::with_capacity(consumers.len());
         let mut seen = HashSet::new();
@@ -259,17 +256,17 @@ impl Collector {
             self.last = None;
         }
         debug!(
-            queues = read.queues.len(),
+            queues = queues.len(),
             consumers = kept.len(),
             aged,
             "collected"
         );
         Ok(Collected {
-            queues: read.queues,
+            queues,
             consumers: kept,
             unregistered,
             aged,
-            read_at: read.at,
+            read_at,
         })
     }
 
@@ -319,6 +316,8 @@ impl Collector {
 
 /// Reads the figures ([`sql::COLLECT_QUEUES`], [`sql::COLLECT_CONSUMERS`]).
 async fn read(conn: &mut DbConn) -> Result<Read, LaneError> {
+    // The ages are the server's `now()` as each statement began: dated at the send.
+    let at = Instant::now();
     let rows = conn
         .query(sql::COLLECT_QUEUES, &[])
         .await
@@ -340,7 +339,6 @@ async fn read(conn: &mut DbConn) -> Result<Read, LaneError> {
         .map_err(|e| LaneError::core("collect queues", StmtError::Pg(e)))?;
         queues.push(q);
     }
-    let at = Instant::now();
     let rows = conn
         .query(sql::COLLECT_CONSUMERS, &[])
         .await

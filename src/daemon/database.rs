@@ -469,10 +469,10 @@ impl DatabaseTask {
                 return Exit::Cancelled;
             }
             if conn.is_none() {
-                // The next collection is in a new session, so it reads: the last read is of
-                // no use, and a thousand visited databases need not each keep one.
+                // The next collection is in a new session, so it reads (the probe below
+                // says so): the last read is of no use, and a thousand visited databases
+                // need not each keep one.
                 collector.forget();
-                since_read = Since::Written;
             }
             let cfg = self.cfg_rx.borrow_and_update().clone();
             backoff.set_max(cfg.reconnect_max_delay);
@@ -633,7 +633,7 @@ impl DatabaseTask {
                     }
                 };
                 backoff.reset();
-                // A new session: whatever happened while there was none is unknown.
+                // A new session, or pgq looked gone: what happened meanwhile is unknown.
                 since_read = Since::Written;
                 self.log_probe(&probe, &found);
                 let newly_serving = !matches!(probe, Probe::Pgq(_));

@@ -199,10 +199,12 @@ struct DbInner {
     maint: Hist,
     retry_moved: u64,
     errors: BTreeMap<String, u64>,
-    collected: Option<(Instant, Collected)>,
+    collected: Option<Collected>,
     unregistered: u64,
-    /// Collections that read the database, and that aged the last read.
-    collections: [u64; 2],
+    /// Collections that read the database …
+    reads: u64,
+    /// … and that handed the last read on (nothing written since).
+    aged: u64,
 }
 
 /// One database's slot.
@@ -246,7 +248,8 @@ impl DbReport {
                     errors: BTreeMap::new(),
                     collected: None,
                     unregistered: 0,
-                    collections: [0; 2],
+                    reads: 0,
+                    aged: 0,
                 }),
             }),
         }
@@ -372,8 +375,12 @@ impl DbReport {
             i.queues
                 .retain(|name, _| c.queues.iter().any(|q| &q.name == name));
             i.unregistered += c.unregistered;
-            i.collections[usize::from(c.aged)] += 1;
-            i.collected = Some((c.read_at, c));
+            if c.aged {
+                i.aged += 1;
+            } else {
+                i.reads += 1;
+            }
+            i.collected = Some(c);
         })
     }
 }
@@ -773,14 +780,11 @@ impl Collector for Scrape {
                 .iter()
                 .filter(|v| Metrics::served(&v.inner))
                 .flat_map(|v| {
-                    [
-                        ("read", v.inner.collections[0]),
-                        ("aged", v.inner.collections[1]),
-                    ]
-                    .into_iter()
-                    .map(move |(source, n)| {
-                        (vec![("database", v.name.as_str()), ("source", source)], n)
-                    })
+                    [("read", v.inner.reads), ("aged", v.inner.aged)]
+                        .into_iter()
+                        .map(move |(source, n)| {
+                            (vec![("database", v.name.as_str()), ("source", source)], n)
+                        })
                 }),
         )?;
 
@@ -788,8 +792,8 @@ impl Collector for Scrape {
         let queues: Vec<(&str, &QueueInfo, f64, Option<OurTick>)> = views
             .iter()
             .filter_map(|v| v.inner.collected.as_ref().map(|c| (v, c)))
-            .flat_map(|(v, (at, c))| {
-                let since = at.elapsed().as_secs_f64();
+            .flat_map(|(v, c)| {
+                let since = c.read_at.elapsed().as_secs_f64();
                 c.queues.iter().map(move |q| {
                     let ours = v.inner.queues.get(&q.name);
                     let ours = ours.map(|t| (t.last.elapsed().as_secs_f64(), t.last_id));
@@ -873,7 +877,7 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?;
             for v in &views {
-                let Some((_, c)) = &v.inner.collected else {
+                let Some(c) = &v.inner.collected else {
                     continue;
                 };
                 for q in c.queues.iter() {
@@ -890,8 +894,8 @@ impl Collector for Scrape {
         let consumers: Vec<(&str, &ConsumerInfo, f64)> = views
             .iter()
             .filter_map(|v| v.inner.collected.as_ref().map(|c| (v, c)))
-            .flat_map(|(v, (at, c))| {
-                let since = at.elapsed().as_secs_f64();
+            .flat_map(|(v, c)| {
+                let since = c.read_at.elapsed().as_secs_f64();
                 c.consumers.iter().map(move |k| (v.name.as_str(), k, since))
             })
             .collect();
